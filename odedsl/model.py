@@ -1,0 +1,282 @@
+"""The Model: a checked model as SymPy, the single source every backend is generated from.
+
+Everything numeric later (Numba, Torch, fitting) reads this object and nothing else:
+symbols that carry the user's names, right-hand sides with ``let``s substituted,
+exact Jacobians, and neural terms as opaque functions (see ``odedsl.symbolic``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import sympy
+
+from odedsl.errors import Diagnostic
+from odedsl.symbolic import NeuralFamily, NeuralTerm, neural_terms
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    symbol: sympy.Symbol
+    initial: sympy.Expr  # in terms of parameters and constants
+    line: int
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    symbol: sympy.Symbol
+    value: float
+    lower: float = -math.inf
+    upper: float = math.inf
+    fixed: bool = False
+    line: int = 0
+
+    @property
+    def bounded(self) -> bool:
+        return math.isfinite(self.lower) or math.isfinite(self.upper)
+
+
+@dataclass(frozen=True)
+class Const:
+    name: str
+    symbol: sympy.Symbol
+    value: sympy.Expr  # an exact number where the file wrote one
+    line: int
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    symbol: sympy.Symbol
+    line: int
+
+
+@dataclass(frozen=True)
+class Net:
+    """A neural term: an MLP from ``n_in`` to ``n_out`` reals."""
+
+    name: str
+    n_in: int
+    n_out: int
+    hidden: tuple[int, ...]
+    activation: str
+    init_scale: float
+    family: NeuralFamily = field(repr=False, compare=False)
+    line: int = 0
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return (self.n_in, *self.hidden, self.n_out)
+
+    @property
+    def n_weights(self) -> int:
+        sizes = self.layer_sizes
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def output(self, index: int) -> type[NeuralTerm]:
+        """The SymPy function class of output ``index``."""
+        return self.family.function(index)
+
+
+@dataclass(frozen=True)
+class Let:
+    name: str
+    symbol: sympy.Symbol
+    expr: sympy.Expr  # earlier lets already substituted
+    line: int
+
+
+@dataclass(frozen=True)
+class Noise:
+    kind: str  # a key of odedsl.lang.builtins.NOISE_MODELS
+    args: tuple[sympy.Expr, ...]
+
+
+@dataclass(frozen=True)
+class Observable:
+    column: str
+    expr: sympy.Expr
+    noise: Noise | None
+    line: int
+
+
+@dataclass(frozen=True)
+class NetCall:
+    """One evaluation of a net: all outputs used at the same arguments share it."""
+
+    net: str
+    args: tuple[sympy.Expr, ...]
+
+
+@dataclass(eq=False)
+class Model:
+    """A checked model. Build one with ``odedsl.load`` or ``odedsl.loads``.
+
+    Examples
+    --------
+    >>> import odedsl
+    >>> m = odedsl.loads("param k = 0.5\\nstate x = 1\\nder(x) = -k*x\\n", name="decay")
+    >>> m.rhs
+    [-k*x]
+    >>> m.jacobian_states()
+    Matrix([[-k]])
+    """
+
+    name: str
+    description: str | None
+    filename: str
+    source: str
+    time: sympy.Symbol
+    states: list[State]
+    params: list[Param]
+    consts: list[Const]
+    inputs: list[Input]
+    nets: list[Net]
+    lets: list[Let]
+    observables: list[Observable]
+    rhs: list[sympy.Expr]
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    # -- symbols and lookups ------------------------------------------------
+
+    @property
+    def state_symbols(self) -> list[sympy.Symbol]:
+        return [s.symbol for s in self.states]
+
+    @property
+    def param_symbols(self) -> list[sympy.Symbol]:
+        return [p.symbol for p in self.params]
+
+    @property
+    def fitted_params(self) -> list[Param]:
+        return [p for p in self.params if not p.fixed]
+
+    @property
+    def input_symbols(self) -> list[sympy.Symbol]:
+        return [u.symbol for u in self.inputs]
+
+    @property
+    def initial_values(self) -> list[sympy.Expr]:
+        return [s.initial for s in self.states]
+
+    @property
+    def const_values(self) -> dict[sympy.Symbol, sympy.Expr]:
+        return {c.symbol: c.value for c in self.consts}
+
+    def param(self, name: str) -> Param:
+        return _by_name(self.params, name, "parameter")
+
+    def state(self, name: str) -> State:
+        return _by_name(self.states, name, "state")
+
+    def net(self, name: str) -> Net:
+        return _by_name(self.nets, name, "neural network")
+
+    @cached_property
+    def source_hash(self) -> str:
+        """SHA-256 of the model text: the key of compiled-code caches."""
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+    # -- calculus -------------------------------------------------------------
+
+    def jacobian(self, wrt: list[sympy.Symbol], exprs: list[sympy.Expr] | None = None) -> sympy.Matrix:
+        """Exact Jacobian of ``exprs`` (default: the right-hand side) with respect to ``wrt``.
+
+        Only the symbols that occur in each expression are differentiated, so sparse
+        models stay cheap. Neural terms differentiate to their opaque partials; the
+        almost-everywhere-zero ``DiracDelta`` from ``sign`` or ``abs`` is dropped.
+        """
+        exprs = self.rhs if exprs is None else exprs
+        column = {s: j for j, s in enumerate(wrt)}
+        entries: dict[tuple[int, int], sympy.Expr] = {}
+        for i, e in enumerate(exprs):
+            for s in e.free_symbols & column.keys():
+                d = sympy.diff(e, s)
+                if d.has(sympy.DiracDelta):
+                    d = d.replace(sympy.DiracDelta, lambda *a: sympy.S.Zero)
+                if d != 0:
+                    entries[(i, column[s])] = d
+        return sympy.SparseMatrix(len(exprs), len(wrt), entries).as_mutable()
+
+    def jacobian_states(self) -> sympy.Matrix:
+        """d rhs / d states, shape (n_states, n_states)."""
+        return self.jacobian(self.state_symbols)
+
+    def jacobian_params(self, fitted_only: bool = False) -> sympy.Matrix:
+        """d rhs / d params, shape (n_states, n_params); columns in declaration order."""
+        params = self.fitted_params if fitted_only else self.params
+        return self.jacobian([p.symbol for p in params])
+
+    def time_derivative(self) -> list[sympy.Expr]:
+        """Partial d rhs / d t at fixed states and inputs (inputs' own rates are the backend's)."""
+        return [e.diff(self.time) if self.time in e.free_symbols else sympy.S.Zero for e in self.rhs]
+
+    def cse(self, exprs: list[sympy.Expr] | None = None) -> tuple[list[tuple[sympy.Symbol, sympy.Expr]], list[sympy.Expr]]:
+        """Common-subexpression elimination; temporaries are ``Dummy`` symbols, so they
+        can never collide with a user's name."""
+        exprs = self.rhs if exprs is None else exprs
+        return sympy.cse(exprs, symbols=sympy.numbered_symbols("_t", cls=sympy.Dummy))
+
+    def net_calls(self, exprs: list[sympy.Expr] | None = None) -> list[NetCall]:
+        """Distinct net evaluations in ``exprs`` (default: rhs and observables), in a stable order."""
+        if exprs is None:
+            exprs = self.rhs + [o.expr for o in self.observables]
+        seen: dict[tuple[str, tuple], NetCall] = {}
+        for e in exprs:
+            for term in sorted(neural_terms(e), key=sympy.default_sort_key):
+                key = (term.net, term.args)
+                if key not in seen:
+                    seen[key] = NetCall(term.net, term.args)
+        return list(seen.values())
+
+    # -- presentation ----------------------------------------------------------
+
+    def summary(self) -> str:
+        """One line: name and sizes."""
+        parts = [
+            _count(len(self.states), "state"),
+            _count(len(self.params), "param") + (f" ({len(self.fitted_params)} fitted)" if self.params else ""),
+        ]
+        if self.inputs:
+            parts.append(_count(len(self.inputs), "input"))
+        if self.nets:
+            parts.append(_count(len(self.nets), "net") + f" ({sum(n.n_weights for n in self.nets)} weights)")
+        if self.observables:
+            parts.append(_count(len(self.observables), "observable"))
+        return f"{self.name}: " + ", ".join(parts)
+
+    def __str__(self) -> str:
+        from odedsl.render import render_text
+
+        return render_text(self)
+
+    def __repr__(self) -> str:
+        return f"<Model {self.summary()}>"
+
+    def _repr_latex_(self) -> str:
+        from odedsl.render import render_latex
+
+        return render_latex(self)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description (what ``odedsl show --format json`` prints)."""
+        from odedsl.render import render_dict
+
+        return render_dict(self)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _by_name(items, name: str, kind: str):
+    for item in items:
+        if item.name == name:
+            return item
+    names = ", ".join(i.name for i in items) or "none"
+    raise KeyError(f"no {kind} named {name!r}; the model's are: {names}")
