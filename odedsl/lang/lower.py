@@ -36,6 +36,7 @@ class _Lowerer:
         self.families: dict[str, NeuralFamily] = {}
         self.symbolic: dict[str, sympy.Expr] = {}  # name -> what it stands for in equations
         self.numeric: dict[str, sympy.Expr] = {}  # const name -> exact value
+        self.numbers: dict[str, sympy.Number] = {}  # literal text -> SymPy number (literals repeat a lot)
 
     # -- expressions -------------------------------------------------------------
 
@@ -63,7 +64,11 @@ class _Lowerer:
     def _build(self, e: ast.Expr, env: dict[str, sympy.Expr], bounds: bool) -> sympy.Expr:
         b = lambda sub: self._build(sub, env, bounds)  # noqa: E731
         if isinstance(e, ast.Number):
-            return sympy.Integer(e.text) if e.text.isdigit() else sympy.Float(e.text)
+            value = self.numbers.get(e.text)
+            if value is None:
+                value = sympy.Integer(e.text) if e.text.isdigit() else sympy.Float(e.text)
+                self.numbers[e.text] = value
+            return value
         if isinstance(e, ast.Name):
             if e.name in env:
                 return env[e.name]
@@ -109,7 +114,7 @@ class _Lowerer:
         factors = [xs[0]]
         for op, x, node in zip(e.ops, xs[1:], e.operands[1:]):
             if op == "/":
-                if x.is_zero:
+                if x == 0:
                     self._fail(node, "division by zero")
                 x = 1 / x
             factors.append(x)
