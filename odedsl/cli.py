@@ -57,6 +57,110 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _times(text: str) -> list[float]:
+    return [_float(x) for x in text.split(",") if x.strip()]
+
+
+def _assignment(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), _float(value)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import odedsl
+    from odedsl.io.table import read_csv, write_csv
+
+    model = odedsl.load(args.model)
+    if args.times is not None:
+        t_eval = args.times
+    else:
+        if args.t_end is None:
+            raise UsageError("give --t-end T (or --times t1,t2,...)\nrun 'odedsl simulate --help' for help")
+        if args.t_end <= args.t_start:
+            raise UsageError(f"--t-end ({args.t_end:g}) must be after --t-start ({args.t_start:g})")
+        t_eval = np.linspace(args.t_start, args.t_end, args.n)
+    params, y0 = {}, {}
+    states = {s.name for s in model.states}
+    names = {p.name for p in model.params}
+    for name, value in args.set or []:
+        if name in names:
+            params[name] = value
+        elif name in states:
+            y0[name] = value
+        else:
+            valid = ", ".join([p.name for p in model.params] + [s.name for s in model.states])
+            raise UsageError(f"--set {name}=...: '{name}' is neither a parameter nor a state; valid names: {valid}")
+    inputs = None
+    if model.inputs:
+        if args.inputs is None:
+            raise UsageError(f"model '{model.name}' has input(s) {', '.join(u.name for u in model.inputs)}: "
+                             "give their values with --inputs FILE.csv (a time column and one column per input)")
+        time_col = model.time.name
+        cols = read_csv(args.inputs, [time_col] + [u.name for u in model.inputs])
+        inputs = {}
+        for u in model.inputs:
+            ok = ~np.isnan(cols[time_col]) & ~np.isnan(cols[u.name])
+            inputs[u.name] = (cols[time_col][ok], cols[u.name][ok])
+    sol = model.simulate(t_eval, params=params, y0=y0, method=args.method, rtol=args.rtol, atol=args.atol,
+                         dt=args.dt, inputs=inputs)
+    header = [model.time.name, *sol.names]
+    table = np.column_stack([sol.t, sol.y])
+    if args.observables and model.observables:
+        obs = sol.observables()
+        header += list(obs)
+        table = np.column_stack([table, *obs.values()])
+    if args.out:
+        write_csv(args.out, header, table)
+        print(f"wrote {len(sol.t)} rows to {args.out}")
+    else:
+        _print_table(header, table)
+    st = sol.stats
+    print(f"{args.method}: {st['n_accepted']} steps ({st['n_rejected']} rejected), {st['n_rhs']} rhs evaluations",
+          file=sys.stderr)
+    if args.plot:
+        from odedsl.io.plots import plot_solution
+
+        plot_solution(sol, args.plot)
+        print(f"wrote the plot to {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_table(header: list[str], table, max_rows: int = 11) -> None:
+    import numpy as np
+
+    rows = table if len(table) <= max_rows else table[np.unique(np.linspace(0, len(table) - 1, max_rows).astype(int))]
+    cells = [header] + [[f"{x:.6g}" for x in r] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    for c in cells:
+        print("  ".join(x.rjust(w) for x, w in zip(c, widths)))
+    if len(table) > max_rows:
+        print(f"({len(table)} rows; --out FILE.csv writes them all)")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so all usage errors share one path."""
 
@@ -96,6 +200,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", metavar="MODEL", help=".ode file")
     s.add_argument("--format", choices=["text", "latex", "json"], default="text", help="output format (default: text)")
     s.set_defaults(run=cmd_show)
+
+    from odedsl.solvers.methods import METHODS
+
+    sim = sub.add_parser(
+        "simulate", help="integrate a model and write or print its trajectory", formatter_class=fmt,
+        description="Integrate the model from --t-start to --t-end on the CPU (compiled with Numba; the first "
+                    "run of a model compiles it, later runs reuse the on-disk cache).",
+        epilog="examples:\n  odedsl simulate models/lotka_volterra.ode --t-end 10\n"
+               "  odedsl simulate models/lotka_volterra.ode --t-end 10 --n 1001 --set alpha=1.2 --out lv.csv "
+               "--plot lv.png\n  odedsl simulate models/robertson.ode --times 0,1,10,100 --method rk4 --dt 1e-4\n\n"
+               "methods: " + ", ".join(METHODS) + "\nexit code 3 when the solve fails (the message says where and "
+               "what to try)",
+    )
+    sim.add_argument("model", metavar="MODEL", help=".ode file")
+    sim.add_argument("--t-start", type=_float, default=0.0, metavar="T0", help="start time (default 0)")
+    sim.add_argument("--t-end", type=_float, metavar="T", help="end time")
+    grid = sim.add_mutually_exclusive_group()
+    grid.add_argument("--n", type=_positive_int, default=101, metavar="N",
+                      help="number of evenly spaced output times (default 101)")
+    grid.add_argument("--times", type=_times, metavar="T1,T2,...", help="explicit increasing output times")
+    sim.add_argument("--method", default="dopri5", choices=list(METHODS), metavar="M",
+                     help="integration method (default dopri5): " + ", ".join(METHODS))
+    sim.add_argument("--rtol", type=_float, default=1e-6, metavar="R", help="relative tolerance (default 1e-6)")
+    sim.add_argument("--atol", type=_float, default=1e-8, metavar="A", help="absolute tolerance (default 1e-8)")
+    sim.add_argument("--dt", type=_float, metavar="DT", help="step size of the fixed-step methods")
+    sim.add_argument("--set", type=_assignment, action="append", metavar="NAME=VALUE",
+                     help="override a parameter value or a state's initial value (repeatable)")
+    sim.add_argument("--inputs", metavar="FILE.csv", help="values of the model's inputs over time")
+    sim.add_argument("--observables", action="store_true", help="also output the observables")
+    sim.add_argument("--out", metavar="FILE.csv", help="write the trajectory as CSV (header: time, then states)")
+    sim.add_argument("--plot", metavar="FILE.png", help="plot every state against time")
+    sim.set_defaults(run=cmd_simulate)
     return p
 
 

@@ -141,6 +141,7 @@ class Model:
     observables: list[Observable]
     rhs: list[sympy.Expr]
     warnings: list[Diagnostic] = field(default_factory=list)
+    _backends: dict = field(default_factory=dict, repr=False)
 
     # -- symbols and lookups ------------------------------------------------
 
@@ -233,6 +234,58 @@ class Model:
                 if key not in seen:
                     seen[key] = NetCall(term.net, term.args)
         return list(seen.values())
+
+    # -- numerics (lazy: importing the model never imports Numba) -------------------------
+
+    def compile(self):
+        """The model's compiled Numba module (generated and cached on disk on first use)."""
+        if "numba" not in self._backends:
+            from odedsl.backends.compiled import NumbaModel
+
+            self._backends["numba"] = NumbaModel.build(self)
+        return self._backends["numba"]
+
+    def simulate(self, t_eval, params=None, y0=None, method: str = "dopri5", rtol: float = 1e-6,
+                 atol: float = 1e-8, **options):
+        """Integrate the model on the CPU and return a ``Solution`` at the times ``t_eval``.
+
+        ``params`` and ``y0`` are dicts by name overriding the file's values; ``method`` is
+        one of ``odedsl.solvers.methods.METHODS``; other options: ``dt`` (fixed-step
+        methods), ``max_steps``, ``inputs`` (``{name: (times, values)}``), ``weights``
+        (flat net weights, see ``odedsl.nets``), ``h0`` (first step).
+
+        Examples
+        --------
+        >>> import odedsl
+        >>> m = odedsl.loads("state x = 1\\nder(x) = -x\\n")
+        >>> sol = m.simulate([0.0, 1.0], rtol=1e-10, atol=1e-12)
+        >>> bool(abs(sol.y[-1, 0] - 0.36787944117144233) < 1e-9)
+        True
+        """
+        from odedsl.simulate import simulate
+
+        return simulate(self, t_eval, params=params, y0=y0, method=method, rtol=rtol, atol=atol, **options)
+
+    def simulate_ensemble(self, t_eval, params=None, y0=None, method: str = "dopri5", rtol: float = 1e-6,
+                          atol: float = 1e-8, **options):
+        """Integrate N parameter sets and/or initial values in parallel on all cores.
+
+        ``params`` and ``y0`` map names to arrays of N values (or single values,
+        broadcast); the result's ``y`` is (N, T, n_states). Other options as in
+        ``simulate``, plus ``on_failure="raise" | "nan"``.
+
+        Examples
+        --------
+        >>> import odedsl
+        >>> m = odedsl.loads("param k = 1\\nstate x = 1\\nder(x) = -k*x\\n")
+        >>> ens = m.simulate_ensemble([0.0, 1.0], params={"k": [1.0, 2.0, 3.0]})
+        >>> ens.y.shape
+        (3, 2, 1)
+        """
+        from odedsl.simulate import simulate_ensemble
+
+        return simulate_ensemble(self, t_eval, params=params, y0=y0, method=method, rtol=rtol, atol=atol,
+                                 **options)
 
     # -- presentation ----------------------------------------------------------
 

@@ -88,6 +88,10 @@ class NeuralTerm(sympy.Function):
     wrt: ClassVar[tuple[int, ...]]
     family: ClassVar["NeuralFamily"]
 
+    #: Not a number even at numeric arguments (its value depends on the weights), as for
+    #: SymPy's own undefined functions; otherwise ``Min(U(1.0), 2)`` raises "not comparable".
+    is_number = False
+
     @classmethod
     def eval(cls, *args):
         return None

@@ -51,6 +51,9 @@ CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
 #: Only meaningful in parameter bounds (``in [0, inf]``).
 INFINITY = "inf"
 
+#: Widest layer (inputs, outputs, hidden) a neural term may declare.
+MAX_NET_WIDTH = 100_000
+
 ACTIVATIONS = ("tanh", "relu", "softplus", "sigmoid", "gelu", "elu", "silu", "identity")
 
 

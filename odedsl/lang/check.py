@@ -15,7 +15,9 @@ from enum import Enum
 
 from odedsl.errors import Span
 from odedsl.lang import ast
-from odedsl.lang.builtins import ACTIVATIONS, CONSTANTS, FUNCTIONS, INFINITY, NET_OPTIONS, NOISE_MODELS
+from odedsl.lang.builtins import (
+    ACTIVATIONS, CONSTANTS, FUNCTIONS, INFINITY, MAX_NET_WIDTH, NET_OPTIONS, NOISE_MODELS,
+)
 from odedsl.lang.report import Reporter, did_you_mean
 
 
@@ -27,6 +29,11 @@ class Kind(str, Enum):
     INPUT = "input"
     NET = "neural network"
     LET = "intermediate (let)"
+
+    @property
+    def article(self) -> str:
+        """The kind with its indefinite article: "a state", "an input"."""
+        return ("an " if self.value[0] in "aeiou" else "a ") + self.value
 
 
 class Context(Enum):
@@ -77,8 +84,14 @@ class Checked:
     deps: dict[str, set[str]] = field(default_factory=dict)
 
 
+def _hint(*parts: str | None) -> str:
+    """Hint sentences joined, skipping the missing ones (e.g. no "did you mean")."""
+    return " ".join(p for p in parts if p)
+
+
 def _is_int_literal(e: ast.Expr) -> bool:
-    return isinstance(e, ast.Number) and e.text.isdigit()
+    """A whole-number literal that fits a double, so ``int(e.text)`` is cheap and safe."""
+    return isinstance(e, ast.Number) and e.text.isdigit() and math.isfinite(float(e.text))
 
 
 class _Checker:
@@ -93,6 +106,7 @@ class _Checker:
         self.time = "t"
         self.deps: dict[str, set[str]] = {}
         self.vectors: dict[str, tuple[str, int]] = {}  # let name -> (net, number of outputs)
+        self.duplicates: list[ast.Statement] = []  # rejected redeclarations, still checked inside
 
     # -- pass 1: declarations ----------------------------------------------------
 
@@ -101,7 +115,8 @@ class _Checker:
         if previous is not None:
             where = f" at line {previous.name.span.line}" if previous.node is not None else " (the default time variable)"
             hint = "the time variable is named 't' unless a 'time' statement says otherwise" if previous.node is None else None
-            self.rep.error(name.span, f"'{name.name}' is already declared as a {previous.kind.value}{where}", hint)
+            self.rep.error(name.span, f"'{name.name}' is already declared as {previous.kind.article}{where}", hint)
+            self.duplicates.append(node)
             return
         self.decls[name.name] = Decl(kind, name, node)
         if node is not None:
@@ -134,6 +149,7 @@ class _Checker:
                 first = next((o for o in self.observes if o.column.name == s.column.name), None)
                 if first is not None:
                     self.rep.error(s.column.span, f"column '{s.column.name}' is already observed at line {first.span.line}")
+                    self.duplicates.append(s)
                 else:
                     self.observes.append(s)
 
@@ -177,16 +193,13 @@ class _Checker:
         name = s.state
         if s.spelling == "ratio":
             expected_den = "d" + self.time
-            ok = True
+            if s.time.name != expected_den:
+                # Still the equation of the state named above it: no extra "has no equation" error.
+                self.rep.error(s.time.span, f"the derivative must be taken with respect to time: expected '{expected_den}'",
+                               None if self.time == "t" else f"the time variable is '{self.time}'")
             if not name.name.startswith("d") or len(name.name) < 2:
                 self.rep.error(name.span, f"'{name.name}/{s.time.name}' is not a derivative",
                                f"write the derivative of x as d{'x'}/{expected_den}, der(x) or x'")
-                ok = False
-            if s.time.name != expected_den:
-                self.rep.error(s.time.span, f"the derivative must be taken with respect to time: expected '{expected_den}'",
-                               None if self.time == "t" else f"the time variable is '{self.time}'")
-                ok = False
-            if not ok:
                 self.check_expr(s.rhs, Context.DYNAMICS)
                 return
             name = ast.Ident(name.name[1:], Span(name.span.line, name.span.column + 1, name.span.end_line, name.span.end_column))
@@ -196,7 +209,7 @@ class _Checker:
             self.rep.error(name.span, f"equation for '{name.name}', which is not declared",
                            did_you_mean(name.name, states) or f"declare it first: state {name.name} = INITIAL_VALUE")
         elif decl.kind is not Kind.STATE:
-            self.rep.error(name.span, f"'{name.name}' is a {decl.kind.value}, not a state; only states have equations",
+            self.rep.error(name.span, f"'{name.name}' is {decl.kind.article}, not a state; only states have equations",
                            f"to make it a state, declare 'state {name.name} = ...' instead")
         elif name.name in self.equations:
             first = self.equations[name.name]
@@ -209,37 +222,55 @@ class _Checker:
     # -- pass 3: everything else that holds expressions ------------------------------
 
     def declarations_pass(self) -> None:
-        for st in self.by_kind[Kind.STATE]:
-            self.check_expr(st.initial, Context.INITIAL)
-        for p in self.by_kind[Kind.PARAM]:
-            self.check_expr(p.value, Context.PARAM_VALUE)
-            if p.bounds is not None:
-                self.check_expr(p.bounds.lower, Context.PARAM_VALUE, bounds=True)
-                self.check_expr(p.bounds.upper, Context.PARAM_VALUE, bounds=True)
-        for c in self.by_kind[Kind.CONST]:
-            self.check_expr(c.value, Context.CONSTANT, owner=c.name.name)
-        for n in self.by_kind[Kind.NET]:
-            self.net(n)
-        for lt in self.by_kind[Kind.LET]:
-            want = Type.VECTOR if lt.name.name in self.vectors else Type.REAL
-            self.check_expr(lt.value, Context.DYNAMICS, owner=lt.name.name, want=want)
+        for kind in (Kind.STATE, Kind.PARAM, Kind.CONST, Kind.NET, Kind.LET):
+            for s in self.by_kind[kind]:
+                self.declaration(s)
         for o in self.observes:
-            self.check_expr(o.value, Context.DYNAMICS)
-            if o.noise is not None:
-                self.noise(o.noise)
+            self.declaration(o)
+        for s in self.duplicates:  # already reported; the errors inside them are independent ones
+            self.declaration(s, duplicate=True)
+
+    def declaration(self, s: ast.Statement, duplicate: bool = False) -> None:
+        """Check the expressions of one declaration (of a duplicate, only for the errors inside them)."""
+        if isinstance(s, ast.StateDecl):
+            self.check_expr(s.initial, Context.INITIAL)
+        elif isinstance(s, ast.ParamDecl):
+            self.check_expr(s.value, Context.PARAM_VALUE)
+            if s.bounds is not None:
+                self.check_expr(s.bounds.lower, Context.PARAM_VALUE, bounds=True)
+                self.check_expr(s.bounds.upper, Context.PARAM_VALUE, bounds=True)
+        elif isinstance(s, ast.ConstDecl):
+            self.check_expr(s.value, Context.CONSTANT, owner=None if duplicate else s.name.name)
+        elif isinstance(s, ast.NetDecl):
+            self.net(s)
+        elif isinstance(s, ast.LetDecl):
+            want = None if duplicate else Type.VECTOR if s.name.name in self.vectors else Type.REAL
+            self.check_expr(s.value, Context.DYNAMICS, owner=None if duplicate else s.name.name, want=want)
+        elif isinstance(s, ast.ObserveDecl):
+            self.check_expr(s.value, Context.DYNAMICS)
+            if s.noise is not None:
+                self.noise(s.noise)
+
+    def net_size(self, size: ast.Expr, message: str, hint: str) -> None:
+        """A layer width: a positive whole number, at most ``MAX_NET_WIDTH``."""
+        if self.too_large(size):
+            return
+        if not (_is_int_literal(size) and int(size.text) > 0):
+            self.rep.error(size.span, message, hint)
+        elif int(size.text) > MAX_NET_WIDTH:
+            self.rep.error(size.span, f"{size.text} is too wide for a neural network layer (at most {MAX_NET_WIDTH})")
 
     def net(self, n: ast.NetDecl) -> None:
         for size, what in ((n.n_in, "number of inputs"), (n.n_out, "number of outputs")):
-            if not (_is_int_literal(size) and int(size.text) > 0):
-                self.rep.error(size.span, f"the {what} of a neural network must be a positive whole number",
-                               f"for example: nn {n.name.name}: 2 -> 1")
+            self.net_size(size, f"the {what} of a neural network must be a positive whole number",
+                          f"for example: nn {n.name.name}: 2 -> 1")
         seen: dict[str, ast.NetOption] = {}
         for opt in n.options:
             key = opt.name.name
             spec = NET_OPTIONS.get(key)
             if spec is None:
                 self.rep.error(opt.name.span, f"unknown neural-network option '{key}'",
-                               (did_you_mean(key, NET_OPTIONS) or "") + f" valid options: {', '.join(NET_OPTIONS)}")
+                               _hint(did_you_mean(key, NET_OPTIONS), f"valid options: {', '.join(NET_OPTIONS)}"))
                 continue
             if key in seen:
                 self.rep.error(opt.name.span, f"option '{key}' is given twice")
@@ -252,14 +283,13 @@ class _Checker:
         if kind == "int_list":
             items = v if isinstance(v, tuple) else (v,)
             for item in items:
-                if not (_is_int_literal(item) and int(item.text) > 0):
-                    self.rep.error(item.span, f"'{key}' takes positive whole numbers, e.g. {key} = [32, 32]")
+                self.net_size(item, f"'{key}' takes positive whole numbers, e.g. {key} = [32, 32]", None)
         elif kind == "name":
             if not isinstance(v, ast.Name):
                 self.rep.error(_span_of(v, opt), f"'{key}' takes a name: one of {', '.join(ACTIVATIONS)}")
             elif v.name not in ACTIVATIONS:
                 self.rep.error(v.span, f"unknown activation '{v.name}'",
-                               (did_you_mean(v.name, ACTIVATIONS) or "") + f" valid activations: {', '.join(ACTIVATIONS)}")
+                               _hint(did_you_mean(v.name, ACTIVATIONS), f"valid activations: {', '.join(ACTIVATIONS)}"))
         elif kind == "number":
             ok = isinstance(v, ast.Number)
             if not ok:
@@ -271,8 +301,8 @@ class _Checker:
         kind = NOISE_MODELS.get(noise.kind.name)
         if kind is None:
             self.rep.error(noise.kind.span, f"unknown noise model '{noise.kind.name}'",
-                           (did_you_mean(noise.kind.name, NOISE_MODELS) or "")
-                           + f" valid noise models: {', '.join(f'{k}({v.args_text})' for k, v in NOISE_MODELS.items())}")
+                           _hint(did_you_mean(noise.kind.name, NOISE_MODELS),
+                                 f"valid noise models: {', '.join(f'{k}({v.args_text})' for k, v in NOISE_MODELS.items())}"))
             return
         if len(noise.args) != kind.n_args:
             self.rep.error(noise.span, f"'{noise.kind.name}' takes {kind.n_args} argument ({kind.args_text}), got {len(noise.args)}",
@@ -283,12 +313,17 @@ class _Checker:
     # -- expressions ----------------------------------------------------------
 
     def check_expr(self, e: ast.Expr, ctx: Context, owner: str | None = None, bounds: bool = False,
-                   want: Type = Type.REAL) -> None:
-        got = self.expr_type(e, ctx, owner, bounds)
+                   want: Type | None = Type.REAL) -> None:
+        """Check ``e`` and that it is a ``want`` (any type when None)."""
+        try:
+            got = self.expr_type(e, ctx, owner, bounds)
+        except RecursionError:  # e.g. thousands of nested unary minuses or powers
+            self.rep.error(e.span, "this expression is nested too deeply to compile")
+            return
         self.expect(e, got, want)
 
-    def expect(self, e: ast.Expr, got: Type | None, want: Type) -> None:
-        if got is None or got is want:
+    def expect(self, e: ast.Expr, got: Type | None, want: Type | None) -> None:
+        if got is None or want is None or got is want:
             return
         if got is Type.VECTOR:
             net, n_out = self.vector_of(e)
@@ -310,8 +345,7 @@ class _Checker:
         """The type of ``e``, or None when an error inside it was already reported."""
         rec = lambda sub, want=Type.REAL: self.expect(sub, self.expr_type(sub, ctx, owner, bounds), want)  # noqa: E731
         if isinstance(e, ast.Number):
-            if not math.isfinite(float(e.text)):
-                self.rep.error(e.span, f"the number {e.text} is too large for double precision")
+            self.too_large(e)
             return Type.REAL
         if isinstance(e, ast.Name):
             return self.name(e, ctx, owner, bounds)
@@ -332,8 +366,11 @@ class _Checker:
             rec(e.exponent)
             return Type.REAL
         if isinstance(e, ast.Compare):
-            rec(e.left)
-            rec(e.right)
+            for side in (e.left, e.right):
+                if isinstance(side, ast.Compare):  # (a < b) < c: one error, the chain, not also its type
+                    self.expr_type(side, ctx, owner, bounds)
+                else:
+                    rec(side)
             if isinstance(e.left, ast.Compare) or isinstance(e.right, ast.Compare):
                 self.rep.error(e.op_span, "comparisons do not chain", "write 'a < b and b < c'")
             return Type.BOOL
@@ -343,6 +380,13 @@ class _Checker:
             rec(e.orelse)
             return Type.REAL
         raise TypeError(f"unknown expression node {type(e).__name__}")  # pragma: no cover - grammar bug
+
+    def too_large(self, e: ast.Expr) -> bool:
+        """Report a number literal beyond double precision (1e999); True when ``e`` is one."""
+        if isinstance(e, ast.Number) and not math.isfinite(float(e.text)):
+            self.rep.error(e.span, f"the number {e.text} is too large for double precision")
+            return True
+        return False
 
     def name(self, e: ast.Name, ctx: Context, owner: str | None, bounds: bool) -> Type | None:
         decl = self.decls.get(e.name)
@@ -360,11 +404,17 @@ class _Checker:
             return None
         decl.used = True
         if decl.kind not in ctx.kinds:
-            self.rep.error(e.span, f"{ctx.what} may only use {ctx.allowed}, but '{e.name}' is a {decl.kind.value}")
+            self.rep.error(e.span, f"{ctx.what} may only use {ctx.allowed}, but '{e.name}' is {decl.kind.article}")
             return None
         if decl.kind is Kind.NET:
             n = decl.node
-            args = ", ".join(f"x{i + 1}" for i in range(int(n.n_in.text))) if _is_int_literal(n.n_in) else "..."
+            n_in = int(n.n_in.text) if _is_int_literal(n.n_in) else 0
+            if n_in == 0:
+                args = "..."
+            elif n_in <= 4:
+                args = ", ".join(f"x{i + 1}" for i in range(n_in))
+            else:  # never spell out thousands of inputs
+                args = f"x1, ..., x{n_in}"
             self.rep.error(e.span, f"'{e.name}' is a neural network; call it with its inputs, e.g. {e.name}({args})")
             return None
         if owner is not None and decl.kind in (Kind.LET, Kind.CONST):
@@ -390,8 +440,9 @@ class _Checker:
                                f"declared at line {n.span.line}: nn {fname}: {n_in} -> {n_out}")
             return Type.VECTOR if n_out > 1 and not indexed else Type.REAL
         if decl is not None:
-            self.rep.error(e.func.span, f"'{fname}' is a {decl.kind.value}, not a function",
-                           f"declared at line {decl.name.span.line}" if decl.node is not None else None)
+            self.rep.error(e.func.span, f"'{fname}' is {decl.kind.article}, not a function",
+                           _hint(f"declared at line {decl.name.span.line};" if decl.node is not None else None,
+                                 f"to multiply, write {fname}*(...)"))
             return None
         func = FUNCTIONS.get(fname)
         if func is None:
@@ -421,7 +472,9 @@ class _Checker:
             net, n_out = target.func.name, int(decl.node.n_out.text)
         if result is None:
             return None
-        if not _is_int_literal(e.index):
+        if self.too_large(e.index):
+            pass
+        elif not _is_int_literal(e.index):
             self.rep.error(e.index.span, "a network output index must be a whole number such as 0")
         elif int(e.index.text) >= n_out:
             self.rep.error(e.index.span, f"index {e.index.text} is out of range: '{net}' has {n_out} output"
@@ -431,16 +484,25 @@ class _Checker:
     # -- pass 4: order and unused names -----------------------------------------
 
     def order(self, kind: Kind) -> list:
+        """The declarations of ``kind`` in dependency order; reports every independent cycle."""
         nodes = {n.name.name: n for n in self.by_kind[kind]}
-        sorter = graphlib.TopologicalSorter({name: self.deps.get(name, set()) & nodes.keys() for name in nodes})
-        try:
-            return [nodes[name] for name in sorter.static_order()]
-        except graphlib.CycleError as exc:
-            cycle = exc.args[1]
-            first = nodes[cycle[0]]
-            self.rep.error(first.name.span, f"'{cycle[0]}' is defined in terms of itself: {' -> '.join(cycle)}",
-                           f"a {'let' if kind is Kind.LET else 'const'} cannot depend on itself, directly or through others")
-            return list(nodes.values())
+        graph = {name: self.deps.get(name, set()) & nodes.keys() for name in nodes}
+        while True:
+            try:
+                return [nodes[name] for name in graphlib.TopologicalSorter(graph).static_order()]
+            except graphlib.CycleError as exc:
+                self.cycle(kind, nodes, exc.args[1])
+                for name in exc.args[1]:
+                    graph[name] = set()  # break this cycle, then look for the next
+
+    def cycle(self, kind: Kind, nodes: dict, found: list[str]) -> None:
+        """Report one cycle as 'a -> b -> c -> a' (a uses b, ...), from its first declaration in the file."""
+        ring = found[-2::-1]  # graphlib lists each name before the names that use it
+        start = min(range(len(ring)), key=lambda i: (nodes[ring[i]].span.line, nodes[ring[i]].span.column))
+        ring = ring[start:] + ring[:start]
+        path = " -> ".join(ring + ring[:1])
+        self.rep.error(nodes[ring[0]].name.span, f"'{ring[0]}' is defined in terms of itself: {path}",
+                       f"a {'let' if kind is Kind.LET else 'const'} cannot depend on itself, directly or through others")
 
     def unused(self) -> None:
         for d in self.decls.values():

@@ -2,8 +2,13 @@
 
 The checker has resolved every name, so this stage only builds expressions. It
 still reports what only arithmetic reveals: a division by zero, a constant too
-large for double precision, a complex value, bounds in the wrong order, an initial
-value outside its bounds.
+large (or too small) for double precision, an infinite or complex value, bounds in
+the wrong order, an initial value outside its bounds.
+
+Every constant subexpression is checked as soon as it is built, so SymPy only ever
+compares or evaluates ordinary real doubles: a complex or infinite operand would
+make ``min`` or ``<`` raise, and a constant such as ``exp(exp(exp(10)))`` or
+``2^(-10^10)`` would take SymPy practically forever to evaluate.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from odedsl.symbolic import NeuralFamily
 
 _COMPARE = {"<": sympy.Lt, "<=": sympy.Le, ">": sympy.Gt, ">=": sympy.Ge, "==": sympy.Eq, "!=": sympy.Ne}
 _MAX_EXPONENT10 = 300.0  # beyond ~1e308 a constant is not a double any more
+_MIN_EXPONENT10 = -324.0  # below ~4.9e-324, the smallest double, a constant rounds to zero
 
 
 class _Invalid(Exception):
@@ -76,20 +82,23 @@ class _Lowerer:
                 return sympy.oo
             return CONSTANTS[e.name]
         if isinstance(e, ast.Call):
-            return self._call(e, [b(a) for a in e.args])
+            return self._call(e, [b(a) for a in e.args], bounds)
         if isinstance(e, ast.Index):
+            k = int(e.index.text)
+            if isinstance(e.target, ast.Call) and e.target.func.name in self.families:  # build only output k
+                return self.families[e.target.func.name].function(k)(*(b(a) for a in e.target.args))
             target = b(e.target)
-            return target[int(e.index.text)] if isinstance(target, sympy.Tuple) else target
+            return target[k] if isinstance(target, sympy.Tuple) else target
         if isinstance(e, ast.Unary):
             x = b(e.operand)
             return sympy.Not(x) if e.op == "not" else (-x if e.op == "-" else x)
         if isinstance(e, ast.Chain):
-            return self._chain(e, [b(x) for x in e.operands])
+            value = self._chain(e, [b(x) for x in e.operands])
+            return value if e.kind in ("and", "or") else self._constant(e, value, bounds)
         if isinstance(e, ast.Power):
             base, exponent = b(e.base), b(e.exponent)
-            if base.is_Number and exponent.is_Number:
-                self._check_power(e, base, exponent)
-            return sympy.Pow(base, exponent)
+            self._check_power(e, base, exponent)
+            return self._constant(e, sympy.Pow(base, exponent), bounds)
         if isinstance(e, ast.Compare):
             return _COMPARE[e.op](b(e.left), b(e.right))
         if isinstance(e, ast.IfElse):
@@ -97,12 +106,53 @@ class _Lowerer:
         raise TypeError(f"unknown expression node {type(e).__name__}")  # pragma: no cover
 
     def _check_power(self, e: ast.Power, base: sympy.Expr, exponent: sympy.Expr) -> None:
-        if base == 0 and exponent < 0:
-            self._fail(e, "this power divides by zero (0 to a negative power)")
-        if base != 0:
-            magnitude = math.log10(abs(float(base))) * float(exponent)
-            if magnitude > _MAX_EXPONENT10:
-                self._fail(e, "this constant is too large for double precision")
+        """Refuse a constant power that a double cannot hold, before SymPy computes it exactly.
+
+        SymPy expands an integer power of a product, so ``(2*x)^n`` computes ``2^n``:
+        the constant factors of a product base count too.
+        """
+        if not exponent.is_number:
+            return
+        if base.is_number:
+            number = base
+        elif base.is_Mul:
+            number = sympy.Mul(*(f for f in base.args if f.is_number))
+        else:
+            return
+        size = abs(float(number))
+        if size == 0:
+            if exponent.is_extended_negative:
+                self._fail(e, "this power divides by zero (0 to a negative power)")
+            return
+        magnitude = math.log10(size) * float(exponent)
+        if magnitude > _MAX_EXPONENT10:
+            self._fail(e, "this constant is too large for double precision")
+        if magnitude < _MIN_EXPONENT10:
+            self._fail(e, "this constant is too small for double precision (it would be rounded to zero)")
+
+    def _constant(self, e: ast.Expr, value: sympy.Expr, bounds: bool) -> sympy.Expr:
+        """``value``, unless it is a constant that is not a finite real double (``inf`` is allowed in bounds).
+
+        Of a sum or product with symbols, the one number SymPy collects is checked (``1e308*10*x``).
+        """
+        if not value.is_number:
+            number = value.as_coeff_Add()[0] if value.is_Add else value.as_coeff_Mul()[0] if value.is_Mul else None
+            if number is not None:
+                self._constant(e, number, bounds)
+            return value
+        if value.has(sympy.zoo, sympy.nan):
+            self._fail(e, "this expression divides by zero")
+        if value.is_infinite:
+            if bounds:
+                return value
+            self._fail(e, "this expression is infinite")
+        try:
+            x = float(value)
+        except TypeError:
+            self._fail(e, "this expression evaluates to a complex number")
+        if math.isinf(x):
+            self._fail(e, "this constant is too large for double precision")
+        return value
 
     def _chain(self, e: ast.Chain, xs: list[sympy.Expr]) -> sympy.Expr:
         if e.kind == "and":
@@ -114,18 +164,18 @@ class _Lowerer:
         factors = [xs[0]]
         for op, x, node in zip(e.ops, xs[1:], e.operands[1:]):
             if op == "/":
-                if x == 0:
+                if x.is_Number and x.is_zero:
                     self._fail(node, "division by zero")
                 x = 1 / x
             factors.append(x)
         return sympy.Mul(*factors)
 
-    def _call(self, call: ast.Call, args: list[sympy.Expr]) -> sympy.Expr:
+    def _call(self, call: ast.Call, args: list[sympy.Expr], bounds: bool) -> sympy.Expr:
         """A function's value; a net's single output, or a Tuple of all its outputs."""
         name = call.func.name
         family = self.families.get(name)
         if family is None:
-            return FUNCTIONS[name].build(*args)
+            return self._constant(call, FUNCTIONS[name].build(*args), bounds)
         outputs = [family.function(k)(*args) for k in range(family.n_out)]
         return outputs[0] if family.n_out == 1 else sympy.Tuple(*outputs)
 
@@ -222,10 +272,9 @@ class _Lowerer:
         nets = self.nets()
         lets = self.lets()
         initial_env = {**self.symbolic}
-        states = [
-            State(st.name, st.symbol, self.expr(node.initial, initial_env) or sympy.S.Zero, st.line)
-            for st, node in zip(states, c.states)
-        ]
+        for i, node in enumerate(c.states):
+            initial = self.expr(node.initial, initial_env)
+            states[i] = State(states[i].name, states[i].symbol, sympy.S.Zero if initial is None else initial, states[i].line)
         rhs = []
         for st in c.states:
             eq = c.equations.get(st.name.name)

@@ -8,6 +8,7 @@ first, and keeps a broken line from hiding the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from importlib import resources
 from pathlib import Path
@@ -33,7 +34,7 @@ _CLOSE = {"RPAR", "RSQB"}
 
 _TOKEN_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "STRING": 'a "description"', "EQUAL": "'='",
-    "COLON": "':'", "COMMA": "','", "ARROW": "'->'", "TILDE": "'~'", "PRIME": "'",
+    "COLON": "':'", "COMMA": "','", "ARROW": "'->'", "TILDE": "'~'", "PRIME": '"\'"',
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "PLUS": "'+'", "MINUS": "'-'",
     "STAR": "'*'", "SLASH": "'/'", "POW": "'^'", "COMPARE": "a comparison", "_NL": "end of line",
     "$END": "end of line",
@@ -191,7 +192,9 @@ class _ToAst(Transformer):
         return ast.Call(_ident(c[0]), _exprs(c[2:]), _span(c[0]).to(_span(c[-1])))
 
     def group(self, c):
-        return c[1]
+        # No node of its own, but the span takes in the brackets, so that a node
+        # ending in a bracketed part ends at its ')' (and carets underline "(a + b)").
+        return dataclasses.replace(c[1], span=_span(c[0]).to(_span(c[2])))
 
 
 def _describe(tok: Token) -> str:
@@ -205,8 +208,8 @@ def _describe(tok: Token) -> str:
     if str(tok) in KEYWORDS:
         return f"keyword '{tok}'"
     if kind == "STRING":
-        return "a quoted string"
-    return f"'{tok}'"
+        return f"string {tok}"
+    return f'"{tok}"' if "'" in tok else f"'{tok}'"
 
 
 def _expected_words(expected: set[str]) -> str:
@@ -267,15 +270,18 @@ def _syntax_error(rep: Reporter, exc: UnexpectedToken, tokens: list[Token], last
         hint = "statements start with model, time, state, param, const, input, nn, let, der(...), observe, or x' = ..."
         span = _span(tokens[0])
     else:
-        where = "unexpected end of file" if at_end and tok.line >= last_line else f"unexpected {_describe(tok)}"
-        if at_end and tokens[-1].end_line >= last_line:
+        if at_end and tokens[-1].end_line >= last_line:  # the file's last statement: it was cut short
             where = f"unexpected end of file after line {tokens[-1].end_line}"
+        else:
+            where = f"unexpected {_describe(tok)}"
         acceptable = _acceptable(tokens, position)
         expected = _expected_words(acceptable)
         message = f"{where}; expected {expected}" if expected else where
         if (tok.type in ("NAME", "NUMBER", "LPAR") and prev is not None
                 and prev.type in ("NAME", "NUMBER", "RPAR", "RSQB") and "STAR" in acceptable):
             hint = f"write multiplication explicitly: {prev}*{tok}"
+        elif tok.type == "COMPARE" and "STAR" in acceptable:  # after a whole comparison
+            hint = "comparisons do not chain: write 'a < b and b < c'"
         elif prev is not None and prev.type == "EQUAL" and tokens[0].type == "PARAM" and tok.type == "LSQB":
             hint = "write bounds after the value: param k = 1.0 in [0, 10]"
         elif tok.type == "LPAR" and prev is not None and prev.type == "IN":
@@ -303,7 +309,8 @@ def _logical_lines(tokens: list[Token], rep: Reporter) -> list[list[Token]]:
     def never_closed() -> None:
         nonlocal broken
         opener = stack[-1]
-        rep.error(_span(opener), f"'{opener}' is never closed", f"add the matching '{')' if opener.type == 'LPAR' else ']'}'")
+        if not broken:  # after a mismatch, an opener left over is the same mistake
+            rep.error(_span(opener), f"'{opener}' is never closed", f"add the matching '{')' if opener.type == 'LPAR' else ']'}'")
         stack.clear()
         broken = True
 
@@ -348,7 +355,8 @@ def parse(text: str, filename: str = "<string>") -> tuple[ast.SourceFile, Report
     rep = Reporter(filename, lines)
     parser = lark_parser()
     tokens = list(parser.lex(text))
-    last_line = len(lines) - (1 if text.endswith("\n") else 0)
+    # Where the file's text ends: blank lines and comments after it do not count.
+    last_line = next((t.end_line for t in reversed(tokens) if t.type != "_NL"), 0)
     statements: list[ast.Statement] = []
     for stmt_tokens in _logical_lines(tokens, rep):
         interactive = parser.parse_interactive(start="line")

@@ -7,6 +7,14 @@ from pathlib import Path
 from odedsl.errors import Diagnostic, InputError, ModelError, Span
 
 _BOM = "\ufeff"
+_BOM_BYTES = _BOM.encode("utf-8")
+
+
+def _locate(data: bytes, index: int) -> tuple[int, int]:
+    """Line and column (in characters, both from 1) of byte ``index`` of ``data``; any line ending counts."""
+    head = data[:index].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    line_start = head.rfind(b"\n") + 1
+    return head.count(b"\n") + 1, len(head[line_start:].decode("utf-8", errors="replace")) + 1
 
 
 def _error(filename: str, line: int, column: int, message: str, hint: str | None = None) -> ModelError:
@@ -23,10 +31,11 @@ def decode(data: bytes, filename: str) -> str:
     >>> decode(b"state x = 1\\r\\nder(x) = -x\\r\\n", "m.ode")
     'state x = 1\\nder(x) = -x\\n'
     """
+    if data.startswith(_BOM_BYTES):  # dropped first, so it does not shift the columns of line 1
+        data = data[len(_BOM_BYTES):]
     nul = data.find(b"\0")
     if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        column = nul - (data.rfind(b"\n", 0, nul) + 1) + 1
+        line, column = _locate(data, nul)
         raise _error(
             filename, line, column, "this is a binary file, not a model file (it contains a NUL byte)",
             "a model file is plain UTF-8 text; see docs/language.md",
@@ -34,15 +43,11 @@ def decode(data: bytes, filename: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        line_start = data.rfind(b"\n", 0, exc.start) + 1
-        column = len(data[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+        line, column = _locate(data, exc.start)
         raise _error(
             filename, line, column, f"the file is not valid UTF-8 text (byte 0x{data[exc.start]:02x})",
             "save the file as UTF-8",
         ) from None
-    if text.startswith(_BOM):
-        text = text[1:]
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

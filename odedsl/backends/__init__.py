@@ -1,0 +1,1 @@
+"""Numeric backends generated from the SymPy Model: Numba (CPU) now, Torch later."""

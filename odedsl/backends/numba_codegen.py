@@ -1,0 +1,262 @@
+"""Model -> Python source of the model's numeric functions, for Numba to compile.
+
+Generated code never contains a user's name: states, parameters and inputs
+become ``y_0``, ``p_0``, ``u_0``; temporaries come from SymPy's CSE; the user's
+names appear only in comments, and names are restricted to [A-Za-z0-9_] by the
+grammar, so a model file can never inject code. Neural terms become calls of
+the MLP kernels on the flat weight vector (layout: ``odedsl.nets``).
+
+Every generated function has the signature ``f(t, y, margs, out)`` (``init`` is
+``init(p, out)``), where ``margs = (p, w, ut, uv)``: parameters, net weights, and
+the input samples (times and values) interpolated inside the function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
+
+from odedsl.errors import OdedslError
+from odedsl.model import Model
+from odedsl.nets import ACTIVATION_CODES, layouts
+from odedsl.symbolic import NeuralTerm, neural_terms
+
+
+class CodegenError(OdedslError):
+    """The model uses a construct the Numba backend cannot compile."""
+
+    exit_code = 1
+
+
+class _Printer(PythonCodePrinter):
+    """SymPy's Python printer with odedsl's functions; strict, so anything unknown fails here."""
+
+    def __init__(self) -> None:
+        super().__init__({"strict": True, "fully_qualified_modules": True})
+
+    def _print_sigmoid(self, e):
+        return f"_sigmoid({self._print(e.args[0])})"
+
+    def _print_softplus(self, e):
+        return f"_softplus({self._print(e.args[0])})"
+
+    def _print_relu(self, e):
+        return f"_relu({self._print(e.args[0])})"
+
+    def _print_Heaviside(self, e):
+        at_zero = e.args[1] if len(e.args) > 1 else sympy.Rational(1, 2)
+        return f"_heaviside({self._print(e.args[0])}, {self._print(sympy.Float(at_zero))})"
+
+    def _print_sign(self, e):
+        return f"_sign({self._print(e.args[0])})"
+
+    def _print_Float(self, e):
+        return repr(float(e))
+
+    def _print_Rational(self, e):
+        return repr(float(e))
+
+    def _print_Integer(self, e):
+        return f"{int(e)}.0"
+
+    def _print_Pow(self, e, rational=False):
+        base, exp = e.args
+        if exp.is_Integer and 0 < abs(int(exp)) <= 64:
+            n = int(exp)
+            text = f"{self.parenthesize(base, sympy.printing.precedence.PRECEDENCE['Pow'])}**{abs(n)}"
+            return text if n > 0 else f"1.0/({text})"
+        if exp == sympy.S.Half:
+            return f"math.sqrt({self._print(base)})"
+        if exp == -sympy.S.Half:
+            return f"1.0/math.sqrt({self._print(base)})"
+        return super()._print_Pow(e, rational=rational)
+
+    def _print_NeuralTerm(self, e):
+        raise CodegenError(f"internal: unreplaced neural term {e}")
+
+
+@dataclass
+class _Call:
+    index: int
+    net: str
+    args: tuple
+    level: int
+
+
+class _FunctionWriter:
+    """Writes the body of one generated function: unpacking, nets, CSE, assignments."""
+
+    def __init__(self, gen: "_Generator") -> None:
+        self.gen = gen
+        self.lines: list[str] = []
+
+    def emit_block(self, targets: list[str], exprs: list[sympy.Expr], prefix: str) -> None:
+        if not exprs:
+            return
+        replacements, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic")
+        for sym, value in replacements:
+            self.lines.append(f"{sym} = {self.gen.printer.doprint(value)}")
+        for target, value in zip(targets, reduced):
+            self.lines.append(f"{target} = {self.gen.printer.doprint(value)}")
+
+    def body(self, targets: list[str], exprs: list[sympy.Expr]) -> list[str]:
+        exprs = [self.gen.to_code_symbols(e) for e in exprs]
+        calls, placeholder = self.gen.net_calls(exprs)
+        used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+        for c in calls:
+            for a in c.args:
+                used |= a.free_symbols
+        self.lines += self.gen.unpack(used)
+        for level in sorted({c.level for c in calls}):
+            batch = [c for c in calls if c.level == level]
+            arg_targets, arg_exprs = [], []
+            for c in batch:
+                n_in = len(c.args)
+                self.lines.append(f"_a{c.index} = np.empty({n_in})")
+                for i, a in enumerate(c.args):
+                    arg_targets.append(f"_a{c.index}[{i}]")
+                    arg_exprs.append(a.xreplace(placeholder))
+            self.emit_block(arg_targets, arg_exprs, f"_x{level}_")
+            for c in batch:
+                self.lines += self.gen.net_eval(c, exprs, placeholder)
+        self.emit_block(targets, [e.xreplace(placeholder) for e in exprs], "_c")
+        return self.lines
+
+
+class _Generator:
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.printer = _Printer()
+        code: dict[sympy.Symbol, sympy.Expr] = {model.time: sympy.Symbol("t", real=True)}
+        for i, s in enumerate(model.states):
+            code[s.symbol] = sympy.Symbol(f"y_{i}", real=True)
+        for j, p in enumerate(model.params):
+            code[p.symbol] = sympy.Symbol(f"p_{j}", real=True)
+        for k, u in enumerate(model.inputs):
+            code[u.symbol] = sympy.Symbol(f"u_{k}", real=True)
+        consts = model.const_values
+        for _ in range(len(consts) + 1):  # consts may refer to consts
+            consts = {k: v.xreplace(consts) for k, v in consts.items()}
+        code.update(consts)
+        self.code = code
+        self.layouts = {lay.name: lay for lay in layouts(model)}
+        self.net_index = {n.name: i for i, n in enumerate(model.nets)}
+
+    def to_code_symbols(self, e: sympy.Expr) -> sympy.Expr:
+        return sympy.sympify(e).xreplace(self.code)
+
+    def unpack(self, used: set) -> list[str]:
+        names = {s.name for s in used}
+        lines = []
+        for i, s in enumerate(self.model.states):
+            if f"y_{i}" in names:
+                lines.append(f"y_{i} = y[{i}]  # {s.name}")
+        for j, p in enumerate(self.model.params):
+            if f"p_{j}" in names:
+                lines.append(f"p_{j} = p[{j}]  # {p.name}")
+        for k, u in enumerate(self.model.inputs):
+            if f"u_{k}" in names:
+                lines.append(f"u_{k} = _interp(t, ut, uv, {k})  # {u.name}")
+            if f"v_{k}" in names:
+                lines.append(f"v_{k} = _interp_slope(t, ut, uv, {k})  # d{u.name}/dt")
+        return lines
+
+    def net_calls(self, exprs: list[sympy.Expr]) -> tuple[list[_Call], dict]:
+        terms: set[NeuralTerm] = set()
+        for e in exprs:
+            terms |= neural_terms(e)
+        keyed: dict[tuple, _Call] = {}
+        for term in sorted(terms, key=sympy.default_sort_key):
+            key = (term.net, term.args)
+            if key not in keyed:
+                keyed[key] = _Call(len(keyed), term.net, term.args, 0)
+        calls = list(keyed.values())
+        for _ in range(len(calls)):  # nested calls: a call's level is one above its arguments' calls
+            for c in calls:
+                inner = set().union(*(neural_terms(a) for a in c.args)) if c.args else set()
+                c.level = max([keyed[(t.net, t.args)].level + 1 for t in inner], default=0)
+        placeholder = {}
+        for term in terms:
+            c = keyed[(term.net, term.args)]
+            if not term.wrt:
+                placeholder[term] = sympy.Symbol(f"_n{c.index}_{term.output}", real=True)
+            elif len(term.wrt) == 1:
+                placeholder[term] = sympy.Symbol(f"_d{c.index}_{term.output}_{term.wrt[0]}", real=True)
+            else:
+                raise CodegenError(f"second derivatives of neural network '{term.net}' are not supported")
+        return calls, placeholder
+
+    def net_eval(self, c: _Call, exprs: list[sympy.Expr], placeholder: dict) -> list[str]:
+        lay = self.layouts[c.net]
+        n_out = lay.sizes[-1]
+        mine = {t: s for t, s in placeholder.items() if (t.net, t.args) == (c.net, c.args)}
+        need_jac = any(t.wrt for t in mine)
+        sizes = f"_SIZES_{self.net_index[c.net]}"
+        act = ACTIVATION_CODES[lay.activation]
+        lines = [f"_o{c.index} = np.empty({n_out})  # {c.net}"]
+        if need_jac:
+            lines.append(f"_j{c.index} = np.empty(({n_out}, {len(c.args)}))")
+            lines.append(f"_mlp_jacobian(w, {lay.offset}, {sizes}, {act}, _a{c.index}, _o{c.index}, _j{c.index})")
+        else:
+            lines.append(f"_mlp_forward(w, {lay.offset}, {sizes}, {act}, _a{c.index}, _o{c.index})")
+        for t, s in sorted(mine.items(), key=lambda kv: kv[1].name):
+            source = f"_o{c.index}[{t.output}]" if not t.wrt else f"_j{c.index}[{t.output}, {t.wrt[0]}]"
+            lines.append(f"{s.name} = {source}")
+        return lines
+
+    def function(self, name: str, args: str, targets: list[str], exprs: list[sympy.Expr], prelude: list[str],
+                 doc: str) -> str:
+        writer = _FunctionWriter(self)
+        body = prelude + writer.body(targets, exprs)
+        head = [f"def {name}({args}):", f'    """{doc}"""']
+        if "margs" in args:
+            head.append("    p, w, ut, uv = margs")
+        return "\n".join(head + ["    " + line for line in body] + ["    return None", ""])
+
+    def module_functions(self) -> str:
+        m = self.model
+        n, n_p = len(m.states), len(m.params)
+        sizes = [f"_SIZES_{i} = np.array({list(lay.sizes)}, dtype=np.int64)" for i, lay in enumerate(self.layouts.values())]
+        out = ["# model functions", f"N_STATES = {n}", f"N_PARAMS = {n_p}", f"N_INPUTS = {len(m.inputs)}",
+               f"N_OBSERVABLES = {len(m.observables)}", *sizes, ""]
+        out.append(self.function("rhs", "t, y, margs, out", [f"out[{i}]" for i in range(n)], m.rhs, [],
+                                 "dy/dt at (t, y)."))
+        jac = m.jacobian_states()
+        entries = [(i, j, jac[i, j]) for i in range(n) for j in range(n) if jac[i, j] != 0]
+        out.append(self.function("jac", "t, y, margs, out", [f"out[{i}, {j}]" for i, j, _ in entries],
+                                 [e for _, _, e in entries], ["out[:, :] = 0.0"], "d rhs / d y, dense (n, n)."))
+        rate_syms = {u.symbol: sympy.Symbol(f"v_{k}", real=True) for k, u in enumerate(m.inputs)}
+        dfdt = []
+        for e in m.rhs:
+            total = e.diff(m.time) if m.time in e.free_symbols else sympy.S.Zero
+            for u, v in rate_syms.items():
+                if u in e.free_symbols:
+                    total += e.diff(u) * v
+            dfdt.append(total)
+        out.append(self.function("dfdt", "t, y, margs, out", [f"out[{i}]" for i in range(n)], dfdt, [],
+                                 "partial d rhs / d t, including the inputs' rates of change."))
+        jp = m.jacobian_params()
+        entries = [(i, j, jp[i, j]) for i in range(n) for j in range(n_p) if jp[i, j] != 0]
+        out.append(self.function("jac_p", "t, y, margs, out", [f"out[{i}, {j}]" for i, j, _ in entries],
+                                 [e for _, _, e in entries], ["out[:, :] = 0.0"], "d rhs / d params (n, n_params)."))
+        out.append(self.function("observe", "t, y, margs, out", [f"out[{i}]" for i in range(len(m.observables))],
+                                 [o.expr for o in m.observables], [], "The observables at (t, y)."))
+        init = self.function("init", "p, out", [f"out[{i}]" for i in range(n)], m.initial_values, [],
+                             "Initial values from the parameters.")
+        out.append(init)
+        return "\n".join(out)
+
+
+def generate(model: Model) -> str:
+    """The Python source of the model's functions (``rhs``, ``jac``, ``dfdt``, ``jac_p``, ``observe``, ``init``).
+
+    Raises ``CodegenError`` for a construct the backend cannot compile.
+    """
+    try:
+        return _Generator(model).module_functions()
+    except CodegenError:
+        raise
+    except (TypeError, ValueError, NotImplementedError) as exc:  # SymPy's strict printer: unsupported construct
+        raise CodegenError(f"model '{model.name}' cannot be compiled for Numba: {exc}") from None

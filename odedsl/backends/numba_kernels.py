@@ -1,0 +1,170 @@
+"""Scalar helpers, input interpolation and MLP kernels used by generated model code.
+
+These are plain Python functions: ``numba_module`` copies their source into each
+model's generated module and compiles them there with ``numba.njit``, next to the
+model's own functions, so Numba can inline everything and cache the module on
+disk. Activation codes are ``odedsl.nets.ACTIVATION_CODES``.
+"""
+
+import math
+
+import numpy as np
+
+
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _softplus(x):
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _relu(x):
+    return x if x > 0.0 else 0.0
+
+
+def _heaviside(x, at_zero):
+    if x > 0.0:
+        return 1.0
+    if x < 0.0:
+        return 0.0
+    return at_zero
+
+
+def _sign(x):
+    if x > 0.0:
+        return 1.0
+    if x < 0.0:
+        return -1.0
+    return 0.0
+
+
+def _act(code, z):
+    if code == 1:
+        return math.tanh(z)
+    if code == 2:
+        return z if z > 0.0 else 0.0
+    if code == 3:
+        return _softplus(z)
+    if code == 4:
+        return _sigmoid(z)
+    if code == 5:
+        return 0.5 * z * (1.0 + math.erf(z / math.sqrt(2.0)))
+    if code == 6:
+        return z if z > 0.0 else math.expm1(z)
+    if code == 7:
+        return z * _sigmoid(z)
+    return z
+
+
+def _act_deriv(code, z):
+    if code == 1:
+        th = math.tanh(z)
+        return 1.0 - th * th
+    if code == 2:
+        return 1.0 if z > 0.0 else 0.0
+    if code == 3:
+        return _sigmoid(z)
+    if code == 4:
+        s = _sigmoid(z)
+        return s * (1.0 - s)
+    if code == 5:
+        return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) + z * math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    if code == 6:
+        return 1.0 if z > 0.0 else math.exp(z)
+    if code == 7:
+        s = _sigmoid(z)
+        return s * (1.0 + z * (1.0 - s))
+    return 1.0
+
+
+def _mlp_forward(w, off, sizes, act, x, out):
+    """out = net(x) for the net whose weights start at w[off] (layout: odedsl.nets)."""
+    width = 0
+    for k in range(sizes.size):
+        width = max(width, sizes[k])
+    h = np.empty(width)
+    g = np.empty(width)
+    for i in range(sizes[0]):
+        h[i] = x[i]
+    pos = off
+    n_layers = sizes.size - 1
+    for layer in range(n_layers):
+        fi = sizes[layer]
+        fo = sizes[layer + 1]
+        last = layer == n_layers - 1
+        for r in range(fo):
+            s = w[pos + fo * fi + r]
+            base = pos + r * fi
+            for c in range(fi):
+                s += w[base + c] * h[c]
+            g[r] = s if last else _act(act, s)
+        pos += fo * fi + fo
+        h, g = g, h
+    for i in range(sizes[n_layers]):
+        out[i] = h[i]
+
+
+def _mlp_jacobian(w, off, sizes, act, x, out, jac):
+    """out = net(x) and jac = d net / d x (n_out x n_in), by forward-mode propagation."""
+    width = 0
+    for k in range(sizes.size):
+        width = max(width, sizes[k])
+    n_in = sizes[0]
+    h = np.empty(width)
+    g = np.empty(width)
+    jh = np.zeros((width, n_in))
+    jg = np.empty((width, n_in))
+    for i in range(n_in):
+        h[i] = x[i]
+        jh[i, i] = 1.0
+    pos = off
+    n_layers = sizes.size - 1
+    for layer in range(n_layers):
+        fi = sizes[layer]
+        fo = sizes[layer + 1]
+        last = layer == n_layers - 1
+        for r in range(fo):
+            s = w[pos + fo * fi + r]
+            base = pos + r * fi
+            for c in range(fi):
+                s += w[base + c] * h[c]
+            d = 1.0 if last else _act_deriv(act, s)
+            g[r] = s if last else _act(act, s)
+            for j in range(n_in):
+                acc = 0.0
+                for c in range(fi):
+                    acc += w[base + c] * jh[c, j]
+                jg[r, j] = d * acc
+        pos += fo * fi + fo
+        h, g = g, h
+        jh, jg = jg, jh
+    n_out = sizes[n_layers]
+    for i in range(n_out):
+        out[i] = h[i]
+        for j in range(n_in):
+            jac[i, j] = jh[i, j]
+
+
+def _interp(t, ut, uv, k):
+    """Input k at time t: linear between samples, constant beyond the ends."""
+    n = ut.size
+    if t <= ut[0]:
+        return uv[0, k]
+    if t >= ut[n - 1]:
+        return uv[n - 1, k]
+    i = np.searchsorted(ut, t, side="right") - 1
+    theta = (t - ut[i]) / (ut[i + 1] - ut[i])
+    return uv[i, k] + theta * (uv[i + 1, k] - uv[i, k])
+
+
+def _interp_slope(t, ut, uv, k):
+    """d input k / dt at time t (zero beyond the ends)."""
+    n = ut.size
+    if t < ut[0] or t >= ut[n - 1] or n < 2:
+        return 0.0
+    i = np.searchsorted(ut, t, side="right") - 1
+    return (uv[i + 1, k] - uv[i, k]) / (ut[i + 1] - ut[i])

@@ -1,0 +1,299 @@
+"""Simulation on the CPU through the Numba backend: ``Model.simulate`` and ``Model.simulate_ensemble``.
+
+This module turns user-level arguments (names, dicts, sequences) into the flat
+arrays the compiled loops take, checks them with clear messages, and turns a
+failed solve into a ``NumericalError`` saying where it stopped and what to try.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from odedsl.errors import NumericalError, UsageError
+from odedsl.model import Model
+from odedsl.solvers.explicit import STATUS_MAX_STEPS, STATUS_NOT_FINITE, STATUS_OK, STATUS_STEP_TOO_SMALL
+from odedsl.solvers.methods import get_method, kernel_arrays, stiff_kernel_args
+
+STAT_NAMES = ("n_rhs", "n_jac", "n_accepted", "n_rejected", "n_lu", "n_switches")
+
+#: The compiled loop of each stiff (or switching) method kind.
+STIFF_KERNELS = {"rosenbrock": "_rosenbrock", "bdf": "_bdf", "auto": "_auto"}
+
+
+@dataclass
+class Solution:
+    """A simulated trajectory: ``t`` (T,), ``y`` (T, n_states) and the column ``names``.
+
+    Examples
+    --------
+    >>> import odedsl
+    >>> m = odedsl.loads("param k = 1\\nstate x = 1\\nder(x) = -k*x\\n")
+    >>> sol = m.simulate([0, 1, 2])
+    >>> round(float(sol["x"][2]), 6)
+    0.135335
+    """
+
+    t: np.ndarray
+    y: np.ndarray
+    names: list[str]
+    stats: dict[str, int]
+    method: str
+    model: Model = field(repr=False)
+    params: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    inputs: tuple[np.ndarray, np.ndarray] = field(repr=False)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.y[:, self.names.index(name)]
+        except ValueError:
+            raise KeyError(f"no state named {name!r}; states: {', '.join(self.names)}") from None
+
+    def observables(self) -> dict[str, np.ndarray]:
+        """Each ``observe`` expression evaluated along the trajectory, by column name."""
+        compiled = self.model.compile()
+        n_obs = len(self.model.observables)
+        out = np.empty((self.t.size, n_obs))
+        margs = (self.params, self.weights, *self.inputs)
+        row = np.empty(n_obs)
+        for k in range(self.t.size):
+            compiled.module.observe(self.t[k], self.y[k], margs, row)
+            out[k] = row
+        return {o.column: out[:, j] for j, o in enumerate(self.model.observables)}
+
+    def to_pandas(self, observables: bool = False):
+        """A DataFrame with the time column and one column per state (and observable)."""
+        import pandas as pd
+
+        data = {self.model.time.name: self.t, **{n: self.y[:, j] for j, n in enumerate(self.names)}}
+        if observables:
+            data.update(self.observables())
+        return pd.DataFrame(data)
+
+
+def as_times(t_eval: Any) -> np.ndarray:
+    t = np.ascontiguousarray(np.asarray(t_eval, dtype=float).ravel())
+    if t.size < 1:
+        raise UsageError("t_eval is empty: give at least one output time")
+    if not np.all(np.isfinite(t)):
+        raise UsageError("t_eval contains NaN or infinite times")
+    bad = np.nonzero(np.diff(t) < 0)[0]
+    if bad.size:
+        i = int(bad[0])
+        raise UsageError(f"output times must be increasing, but t[{i}] = {t[i]:g} is followed by t[{i + 1}] = {t[i + 1]:g}")
+    return t
+
+
+def param_vector(model: Model, params: Mapping[str, float] | None) -> np.ndarray:
+    """The file's parameter values with ``params`` (by name) overriding them."""
+    p = np.array([q.value for q in model.params], dtype=float)
+    index = {q.name: j for j, q in enumerate(model.params)}
+    for name, value in (params or {}).items():
+        if name not in index:
+            valid = ", ".join(index) or "none"
+            raise UsageError(f"unknown parameter '{name}'; the model's parameters are: {valid}")
+        p[index[name]] = float(value)
+    return p
+
+
+def weight_vector(model: Model, weights: Any) -> np.ndarray:
+    from odedsl.nets import init_weights, n_weights
+
+    if weights is None:
+        return init_weights(model)
+    w = np.ascontiguousarray(np.asarray(weights, dtype=float).ravel())
+    if w.size != n_weights(model):
+        raise UsageError(f"weights has {w.size} values, but the model's nets have {n_weights(model)} weights")
+    return w
+
+
+def input_arrays(model: Model, inputs: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Input samples as (times (m,), values (m, n_inputs)) on one shared, increasing time grid."""
+    if not model.inputs:
+        return np.zeros(1), np.zeros((1, 0))
+    inputs = dict(inputs or {})
+    missing = [u.name for u in model.inputs if u.name not in inputs]
+    if missing:
+        raise UsageError(f"the model needs values for its input(s) {', '.join(missing)}: "
+                         "pass inputs={name: (times, values)}")
+    extra = set(inputs) - {u.name for u in model.inputs}
+    if extra:
+        raise UsageError(f"unknown input(s) {', '.join(sorted(extra))}; the model's inputs are: "
+                         f"{', '.join(u.name for u in model.inputs)}")
+    series = []
+    for u in model.inputs:
+        try:
+            times, values = inputs[u.name]
+        except (TypeError, ValueError):
+            raise UsageError(f"input '{u.name}' must be a pair (times, values)") from None
+        times = np.asarray(times, dtype=float).ravel()
+        values = np.asarray(values, dtype=float).ravel()
+        if times.size != values.size or times.size == 0:
+            raise UsageError(f"input '{u.name}': times and values must be non-empty and of equal length")
+        if not (np.all(np.isfinite(times)) and np.all(np.isfinite(values))):
+            raise UsageError(f"input '{u.name}' contains NaN or infinite samples")
+        if np.any(np.diff(times) <= 0):
+            raise UsageError(f"input '{u.name}': sample times must be strictly increasing")
+        series.append((times, values))
+    grid = np.unique(np.concatenate([s[0] for s in series]))
+    values = np.column_stack([np.interp(grid, s[0], s[1]) for s in series])
+    return np.ascontiguousarray(grid), np.ascontiguousarray(values)
+
+
+def initial_vector(model: Model, module, p: np.ndarray, y0: Mapping[str, float] | None) -> np.ndarray:
+    y = np.empty(len(model.states))
+    module.init(p, y)
+    index = {s.name: i for i, s in enumerate(model.states)}
+    for name, value in (y0 or {}).items():
+        if name not in index:
+            raise UsageError(f"unknown state '{name}' in y0; the model's states are: {', '.join(index)}")
+        y[index[name]] = float(value)
+    if not np.all(np.isfinite(y)):
+        bad = [s.name for s, v in zip(model.states, y) if not math.isfinite(v)]
+        raise NumericalError(f"the initial value of {', '.join(bad)} is not finite; check the parameters it uses")
+    return y
+
+
+def check_tolerances(rtol: float, atol: float) -> None:
+    if not (rtol > 0 and math.isfinite(rtol)) or not (atol >= 0 and math.isfinite(atol)):
+        raise UsageError(f"tolerances must be positive and finite (got rtol={rtol}, atol={atol})")
+    if rtol < 1e-14:
+        raise UsageError(f"rtol={rtol:g} is below what double precision can deliver; use rtol >= 1e-14")
+
+
+def failure(model: Model, method: str, status: int, t: float, max_steps: int) -> NumericalError:
+    where = f"the solve of '{model.name}' with {method} stopped at {model.time.name} = {t:.6g}"
+    if status == STATUS_MAX_STEPS:
+        return NumericalError(f"{where}: it took more than max_steps={max_steps} steps; the problem may be stiff "
+                              "(try a stiff method) or need a larger max_steps")
+    if status == STATUS_STEP_TOO_SMALL:
+        return NumericalError(f"{where}: the step size became too small for double precision; the solution may "
+                              "blow up there, or the problem is stiff (try a stiff method) or discontinuous")
+    return NumericalError(f"{where}: the solution became NaN or infinite; check the parameters and initial "
+                          "values, or the model may blow up in finite time")
+
+
+def simulate(model: Model, t_eval: Sequence[float], params: Mapping[str, float] | None = None,
+             y0: Mapping[str, float] | None = None, method: str = "dopri5", rtol: float = 1e-6,
+             atol: float = 1e-8, dt: float | None = None, max_steps: int = 1_000_000,
+             inputs: Mapping[str, Any] | None = None, weights: Any = None, h0: float = 0.0) -> Solution:
+    """Integrate ``model`` and return its states at the times ``t_eval``; see ``Model.simulate``."""
+    m = get_method(method)
+    t = as_times(t_eval)
+    check_tolerances(rtol, atol)
+    if dt is not None and not (dt > 0 and math.isfinite(dt)):
+        raise UsageError(f"dt must be a positive number (got {dt})")
+    compiled = model.compile()
+    p = param_vector(model, params)
+    w = weight_vector(model, weights)
+    ut, uv = input_arrays(model, inputs)
+    y = initial_vector(model, compiled.module, p, y0)
+    out = np.empty((t.size, y.size))
+    stats = np.zeros(len(STAT_NAMES), dtype=np.int64)
+    margs = (p, w, ut, uv)
+    if m.kind in STIFF_KERNELS:
+        kernel = getattr(compiled.module, STIFF_KERNELS[m.kind])
+        status, t_reached = kernel(t, y, margs, *stiff_kernel_args(m.name), rtol, atol, h0, math.inf, max_steps,
+                                   out, stats)
+    elif m.kind == "fixed":
+        k = kernel_arrays(m.name)
+        status, t_reached = compiled.module._rk_fixed(t, y, margs, k.a, k.b, k.c, dt or 0.0, max_steps, out, stats)
+    else:
+        k = kernel_arrays(m.name)
+        status, t_reached = compiled.module._rk_adaptive(
+            t, y, margs, k.a, k.b, k.c, k.e, k.e3, k.dense, k.xa, k.xc, k.fsal, k.expo1, m.beta, m.safety,
+            m.facmin, m.facmax, k.order, rtol, atol, h0, math.inf, max_steps, out, stats)
+    if status != STATUS_OK:
+        raise failure(model, method, status, t_reached, max_steps)
+    return Solution(t, out, [s.name for s in model.states], dict(zip(STAT_NAMES, map(int, stats))), method,
+                    model, p, w, (ut, uv))
+
+
+@dataclass
+class Ensemble:
+    """Many trajectories: ``y`` is (N, T, n_states); ``status`` 0 where a solve succeeded."""
+
+    t: np.ndarray
+    y: np.ndarray
+    names: list[str]
+    params: np.ndarray
+    status: np.ndarray
+    t_reached: np.ndarray
+    stats: np.ndarray
+    method: str
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == STATUS_OK
+
+
+def _batch(model: Model, values: Mapping[str, Any] | None, names: list[str], what: str) -> dict[str, np.ndarray]:
+    out = {}
+    for name, v in (values or {}).items():
+        if name not in names:
+            raise UsageError(f"unknown {what} '{name}'; the model's {what}s are: {', '.join(names) or 'none'}")
+        out[name] = np.atleast_1d(np.asarray(v, dtype=float)).ravel()
+    return out
+
+
+def simulate_ensemble(model: Model, t_eval: Sequence[float], params: Mapping[str, Any] | None = None,
+                      y0: Mapping[str, Any] | None = None, method: str = "dopri5", rtol: float = 1e-6,
+                      atol: float = 1e-8, dt: float | None = None, max_steps: int = 1_000_000,
+                      inputs: Mapping[str, Any] | None = None, weights: Any = None, h0: float = 0.0,
+                      on_failure: str = "raise") -> Ensemble:
+    """Integrate N parameter sets and/or initial conditions in parallel; see ``Model.simulate_ensemble``."""
+    if on_failure not in ("raise", "nan"):
+        raise UsageError(f"on_failure must be 'raise' or 'nan', not {on_failure!r}")
+    m = get_method(method)
+    t = as_times(t_eval)
+    check_tolerances(rtol, atol)
+    pb = _batch(model, params, [q.name for q in model.params], "parameter")
+    yb = _batch(model, y0, [s.name for s in model.states], "state")
+    sizes = {len(v) for v in [*pb.values(), *yb.values()] if len(v) != 1}
+    if len(sizes) > 1:
+        raise UsageError(f"ensemble arrays have different lengths {sorted(sizes)}; give N values (or 1) for each")
+    n = sizes.pop() if sizes else 1
+    compiled = model.compile()
+    mod = compiled.module
+    base = param_vector(model, None)
+    P = np.tile(base, (n, 1))
+    for j, q in enumerate(model.params):
+        if q.name in pb:
+            P[:, j] = pb[q.name]
+    P = np.ascontiguousarray(P)
+    Y0 = np.empty((n, len(model.states)))
+    mod.init_many(P, Y0)
+    for i, s in enumerate(model.states):
+        if s.name in yb:
+            Y0[:, i] = yb[s.name]
+    w = weight_vector(model, weights)
+    ut, uv = input_arrays(model, inputs)
+    out = np.empty((n, t.size, Y0.shape[1]))
+    status = np.zeros(n, dtype=np.int64)
+    t_reached = np.zeros(n)
+    stats = np.zeros((n, len(STAT_NAMES)), dtype=np.int64)
+    if m.kind in STIFF_KERNELS:
+        getattr(mod, "ensemble_" + m.kind)(t, Y0, P, w, ut, uv, *stiff_kernel_args(m.name), rtol, atol, h0, math.inf,
+                                           max_steps, out, status, t_reached, stats)
+    elif m.kind == "fixed":
+        k = kernel_arrays(m.name)
+        mod.ensemble_fixed(t, Y0, P, w, ut, uv, k.a, k.b, k.c, dt or 0.0, max_steps, out, status, t_reached, stats)
+    else:
+        k = kernel_arrays(m.name)
+        mod.ensemble_adaptive(t, Y0, P, w, ut, uv, k.a, k.b, k.c, k.e, k.e3, k.dense, k.xa, k.xc, k.fsal, k.expo1,
+                              m.beta, m.safety, m.facmin, m.facmax, k.order, rtol, atol, h0, math.inf, max_steps,
+                              out, status, t_reached, stats)
+    failed = np.nonzero(status != STATUS_OK)[0]
+    if failed.size:
+        if on_failure == "raise":
+            first = int(failed[0])
+            err = failure(model, method, int(status[first]), float(t_reached[first]), max_steps)
+            raise NumericalError(f"{failed.size} of {n} trajectories failed; the first, number {first}: {err} "
+                                 "(pass on_failure='nan' to keep the others)")
+        out[failed] = np.nan
+    return Ensemble(t, out, [s.name for s in model.states], P, status, t_reached, stats, method)

@@ -1,0 +1,81 @@
+"""Smoke test of the benchmarks: the synthetic models compile and the front-end script runs.
+
+No timing is asserted here; the figures live in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+import odedsl
+
+from conftest import ROOT
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+synthetic = _load("synthetic")
+
+
+@pytest.mark.parametrize("n", [1, 5, 50])
+def test_synthetic_model_compiles_with_expected_sizes(n):
+    m = odedsl.loads(synthetic.synthetic_model(n), name=f"synthetic_{n}.ode")
+    assert len(m.states) == n
+    assert len(m.params) == n and len(m.fitted_params) == n
+    assert all(p.bounded for p in m.params)
+    assert len(m.consts) == len(synthetic.CONSTS)
+    assert len(m.observables) == min(synthetic.N_OBSERVES, n)
+    if n >= 4:  # from 4 states on every template, hence every constant, is used
+        assert m.warnings == []
+
+
+def test_synthetic_model_is_coupled_and_nonlinear():
+    m = odedsl.loads(synthetic.synthetic_model(50))
+    states = set(m.state_symbols)
+    # each equation couples its own state to at least two others (ring neighbours, far state)
+    assert all(len(e.free_symbols & states) >= 3 for e in m.rhs)
+    text = synthetic.synthetic_model(50)
+    for construct in ("sin(", "exp(", "tanh(", "^", "/", "if ", " then ", " else "):
+        assert construct in text
+
+
+def test_synthetic_model_is_deterministic_for_a_seed():
+    assert synthetic.synthetic_model(30, seed=3) == synthetic.synthetic_model(30, seed=3)
+    assert synthetic.synthetic_model(30, seed=3) != synthetic.synthetic_model(30, seed=4)
+
+
+def test_synthetic_model_rejects_no_states():
+    with pytest.raises(ValueError, match="at least 1"):
+        synthetic.synthetic_model(0)
+
+
+def test_frontend_script_smoke(tmp_path):
+    out = tmp_path / "frontend.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "frontend.py"), "--sizes", "20", "50", "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "parse s" in proc.stdout and "loads s" in proc.stdout
+    result = json.loads(out.read_text())
+    assert [r["states"] for r in result["rows"]] == [20, 50]
+    assert all(r["total_s"] > 0 for r in result["rows"])
+
+
+def test_frontend_script_usage_error_exits_two():
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "frontend.py"), "--repeats", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--repeats" in proc.stderr
