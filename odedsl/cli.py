@@ -35,7 +35,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             model = odedsl.load(path)
         except OdedslError as exc:
-            print(str(exc), file=sys.stderr)
+            print(exc.format() if isinstance(exc, ModelError) else f"error: {exc}", file=sys.stderr)
             status = max(status, exc.exit_code)
             continue
         print(f"ok  {path}: {model.summary()}")
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["text", "latex", "json"], default="text", help="output format (default: text)")
     s.set_defaults(run=cmd_show)
 
-    from odedsl.solvers.methods import METHODS
+    from odedsl.solvers.methods import METHODS, method_names
 
     sim = sub.add_parser(
         "simulate", help="integrate a model and write or print its trajectory", formatter_class=fmt,
@@ -220,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--n", type=_positive_int, default=101, metavar="N",
                       help="number of evenly spaced output times (default 101)")
     grid.add_argument("--times", type=_times, metavar="T1,T2,...", help="explicit increasing output times")
-    sim.add_argument("--method", default="dopri5", choices=list(METHODS), metavar="M",
-                     help="integration method (default dopri5): " + ", ".join(METHODS))
+    sim.add_argument("--method", default="dopri5", choices=method_names(), metavar="M",
+                     help="integration method (default dopri5): " + ", ".join(method_names()))
     sim.add_argument("--rtol", type=_float, default=1e-6, metavar="R", help="relative tolerance (default 1e-6)")
     sim.add_argument("--atol", type=_float, default=1e-8, metavar="A", help="absolute tolerance (default 1e-8)")
     sim.add_argument("--dt", type=_float, metavar="DT", help="step size of the fixed-step methods")

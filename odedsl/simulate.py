@@ -21,8 +21,9 @@ from odedsl.solvers.methods import get_method, kernel_arrays, stiff_kernel_args
 
 STAT_NAMES = ("n_rhs", "n_jac", "n_accepted", "n_rejected", "n_lu", "n_switches")
 
-#: The compiled loop of each stiff (or switching) method kind.
-STIFF_KERNELS = {"rosenbrock": "_rosenbrock", "bdf": "_bdf", "auto": "_auto"}
+#: The compiled loop of each stiff (or switching) method kind: ``auto`` is the Rosenbrock loop given an
+#: explicit partner, so it shares its compiled code with rodas5p.
+STIFF_KERNELS = {"rosenbrock": "rosenbrock", "bdf": "bdf", "auto": "rosenbrock"}
 
 
 @dataclass
@@ -76,23 +77,44 @@ class Solution:
         return pd.DataFrame(data)
 
 
-def as_times(t_eval: Any) -> np.ndarray:
-    t = np.ascontiguousarray(np.asarray(t_eval, dtype=float).ravel())
+def as_times(t_eval: Any, module) -> np.ndarray:
+    """Output times as a contiguous float64 array, checked by the compiled ``_check_times``."""
+    if isinstance(t_eval, np.ndarray) and t_eval.dtype == np.float64 and t_eval.ndim == 1 and t_eval.flags.c_contiguous:
+        t = t_eval
+    else:
+        t = np.ascontiguousarray(np.asarray(t_eval, dtype=float).ravel())
     if t.size < 1:
         raise UsageError("t_eval is empty: give at least one output time")
-    if not np.all(np.isfinite(t)):
+    bad = module._check_times(t)
+    if bad == -2:
         raise UsageError("t_eval contains NaN or infinite times")
-    bad = np.nonzero(np.diff(t) < 0)[0]
-    if bad.size:
-        i = int(bad[0])
-        raise UsageError(f"output times must be increasing, but t[{i}] = {t[i]:g} is followed by t[{i + 1}] = {t[i + 1]:g}")
+    if bad >= 0:
+        raise UsageError(f"output times must be increasing, but t[{bad}] = {t[bad]:g} is followed by "
+                         f"t[{bad + 1}] = {t[bad + 1]:g}")
     return t
+
+
+def _defaults(model: Model) -> dict[str, Any]:
+    """Per-model values that every simulate() call would otherwise rebuild."""
+    cache = model._backends.get("defaults")
+    if cache is None:
+        from odedsl.nets import init_weights
+
+        cache = {
+            "p": np.array([q.value for q in model.params], dtype=float),
+            "index": {q.name: j for j, q in enumerate(model.params)},
+            "w": init_weights(model),
+            "no_inputs": (np.zeros(1), np.zeros((1, 0))),
+        }
+        model._backends["defaults"] = cache
+    return cache
 
 
 def param_vector(model: Model, params: Mapping[str, float] | None) -> np.ndarray:
     """The file's parameter values with ``params`` (by name) overriding them."""
-    p = np.array([q.value for q in model.params], dtype=float)
-    index = {q.name: j for j, q in enumerate(model.params)}
+    d = _defaults(model)
+    p = d["p"].copy()
+    index = d["index"]
     for name, value in (params or {}).items():
         if name not in index:
             valid = ", ".join(index) or "none"
@@ -102,10 +124,10 @@ def param_vector(model: Model, params: Mapping[str, float] | None) -> np.ndarray
 
 
 def weight_vector(model: Model, weights: Any) -> np.ndarray:
-    from odedsl.nets import init_weights, n_weights
+    from odedsl.nets import n_weights
 
     if weights is None:
-        return init_weights(model)
+        return _defaults(model)["w"]
     w = np.ascontiguousarray(np.asarray(weights, dtype=float).ravel())
     if w.size != n_weights(model):
         raise UsageError(f"weights has {w.size} values, but the model's nets have {n_weights(model)} weights")
@@ -115,7 +137,7 @@ def weight_vector(model: Model, weights: Any) -> np.ndarray:
 def input_arrays(model: Model, inputs: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """Input samples as (times (m,), values (m, n_inputs)) on one shared, increasing time grid."""
     if not model.inputs:
-        return np.zeros(1), np.zeros((1, 0))
+        return _defaults(model)["no_inputs"]
     inputs = dict(inputs or {})
     missing = [u.name for u in model.inputs if u.name not in inputs]
     if missing:
@@ -184,11 +206,11 @@ def simulate(model: Model, t_eval: Sequence[float], params: Mapping[str, float] 
              inputs: Mapping[str, Any] | None = None, weights: Any = None, h0: float = 0.0) -> Solution:
     """Integrate ``model`` and return its states at the times ``t_eval``; see ``Model.simulate``."""
     m = get_method(method)
-    t = as_times(t_eval)
     check_tolerances(rtol, atol)
     if dt is not None and not (dt > 0 and math.isfinite(dt)):
         raise UsageError(f"dt must be a positive number (got {dt})")
     compiled = model.compile()
+    t = as_times(t_eval, compiled.module)
     p = param_vector(model, params)
     w = weight_vector(model, weights)
     ut, uv = input_arrays(model, inputs)
@@ -197,7 +219,7 @@ def simulate(model: Model, t_eval: Sequence[float], params: Mapping[str, float] 
     stats = np.zeros(len(STAT_NAMES), dtype=np.int64)
     margs = (p, w, ut, uv)
     if m.kind in STIFF_KERNELS:
-        kernel = getattr(compiled.module, STIFF_KERNELS[m.kind])
+        kernel = getattr(compiled.module, "_" + STIFF_KERNELS[m.kind])
         status, t_reached = kernel(t, y, margs, *stiff_kernel_args(m.name), rtol, atol, h0, math.inf, max_steps,
                                    out, stats)
     elif m.kind == "fixed":
@@ -250,8 +272,8 @@ def simulate_ensemble(model: Model, t_eval: Sequence[float], params: Mapping[str
     if on_failure not in ("raise", "nan"):
         raise UsageError(f"on_failure must be 'raise' or 'nan', not {on_failure!r}")
     m = get_method(method)
-    t = as_times(t_eval)
     check_tolerances(rtol, atol)
+    t = as_times(t_eval, model.compile().module)
     pb = _batch(model, params, [q.name for q in model.params], "parameter")
     yb = _batch(model, y0, [s.name for s in model.states], "state")
     sizes = {len(v) for v in [*pb.values(), *yb.values()] if len(v) != 1}
@@ -278,8 +300,9 @@ def simulate_ensemble(model: Model, t_eval: Sequence[float], params: Mapping[str
     t_reached = np.zeros(n)
     stats = np.zeros((n, len(STAT_NAMES)), dtype=np.int64)
     if m.kind in STIFF_KERNELS:
-        getattr(mod, "ensemble_" + m.kind)(t, Y0, P, w, ut, uv, *stiff_kernel_args(m.name), rtol, atol, h0, math.inf,
-                                           max_steps, out, status, t_reached, stats)
+        kernel = getattr(mod, "ensemble_" + STIFF_KERNELS[m.kind])
+        kernel(t, Y0, P, w, ut, uv, *stiff_kernel_args(m.name), rtol, atol, h0, math.inf, max_steps, out, status,
+               t_reached, stats)
     elif m.kind == "fixed":
         k = kernel_arrays(m.name)
         mod.ensemble_fixed(t, Y0, P, w, ut, uv, k.a, k.b, k.c, dt or 0.0, max_steps, out, status, t_reached, stats)

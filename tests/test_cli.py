@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -138,3 +139,93 @@ def test_internal_errors_are_reported_without_traceback(monkeypatch, capsys):
     assert main(["check", "x.ode"]) == 70
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: simulated bug" in err and "ODEDSL_DEBUG=1" in err
+
+
+# -- simulate ---------------------------------------------------------------------
+
+
+def test_simulate_prints_table_and_stats(capsys):
+    assert main(["simulate", str(MODELS / "lotka_volterra.ode"), "--t-end", "10", "--n", "3"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split() == ["t", "prey", "pred"]
+    assert [float(x) for x in lines[1].split()] == [0.0, 1.0, 1.0]
+    assert len(lines) == 4
+    assert "dopri5:" in err and "rhs evaluations" in err
+
+
+def test_simulate_writes_csv_and_plot(tmp_path, capsys):
+    csv_path, png = tmp_path / "sir.csv", tmp_path / "sir.png"
+    argv = ["simulate", str(MODELS / "sir.ode"), "--t-end", "14", "--n", "15", "--set", "beta=1.66",
+            "--set", "I=2", "--observables", "--out", str(csv_path), "--plot", str(png)]
+    assert main(argv) == 0
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "day,S,I,R,in_bed"
+    assert len(rows) == 16
+    first = [float(x) for x in rows[1].split(",")]
+    assert first == [0.0, 762.0, 2.0, 0.0, 2.0]  # --set I=2 overrides the initial value
+    last = [float(x) for x in rows[-1].split(",")]
+    assert abs(sum(last[1:4]) - 764.0) < 1e-6  # S + I + R conserved
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_simulate_fixed_step_method(capsys):
+    argv = ["simulate", str(MODELS / "exponential_decay.ode"), "--times", "0,1,2", "--method", "rk4", "--dt", "0.01"]
+    assert main(argv) == 0
+    last = capsys.readouterr().out.splitlines()[-1].split()
+    assert float(last[1]) == pytest.approx(2.0 * math.exp(-1.0), rel=1e-6)  # printed with 6 digits
+
+
+def test_simulate_with_inputs_file(tmp_path, capsys):
+    data = tmp_path / "force.csv"
+    data.write_text("t,force,comment\n0,0,a\n5,1,b\n10,0,c\n")
+    argv = ["simulate", str(MODELS / "forced_oscillator.ode"), "--t-end", "10", "--inputs", str(data)]
+    assert main(argv) == 0
+    assert "dopri5:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, code, fragment",
+    [
+        (["--set", "alpah=2"], 2, "'alpah' is neither a parameter nor a state; valid names: alpha, beta"),
+        (["--set", "alpha"], 2, "expected NAME=VALUE"),
+        (["--times", "0,2,1"], 2, "output times must be increasing"),
+        (["--method", "rk45"], 2, "invalid choice: 'rk45'"),
+        (["--rtol", "abc"], 2, "expected a number, got 'abc'"),
+        (["--n", "0"], 2, "expected a number >= 1"),
+        (["--rtol", "0"], 2, "tolerances must be positive"),
+    ],
+)
+def test_simulate_usage_errors(extra, code, fragment, capsys):
+    argv = ["simulate", str(MODELS / "lotka_volterra.ode"), *(["--t-end", "10"] if "--times" not in extra else []),
+            *extra]
+    assert main(argv) == code
+    assert fragment in capsys.readouterr().err
+
+
+def test_simulate_needs_an_end_time(capsys):
+    assert main(["simulate", str(MODELS / "lotka_volterra.ode")]) == 2
+    assert "give --t-end" in capsys.readouterr().err
+
+
+def test_simulate_missing_inputs_is_a_usage_error(capsys):
+    assert main(["simulate", str(MODELS / "forced_oscillator.ode"), "--t-end", "1"]) == 2
+    assert "give their values with --inputs" in capsys.readouterr().err
+
+
+def test_simulate_bad_inputs_file(tmp_path, capsys):
+    data = tmp_path / "force.csv"
+    data.write_text("t,force\n0,0\n5,oops\n")
+    assert main(["simulate", str(MODELS / "forced_oscillator.ode"), "--t-end", "1", "--inputs", str(data)]) == 1
+    assert f"{data}:3: column 'force' has a non-numeric value 'oops'" in capsys.readouterr().err
+    data.write_text("t,push\n0,0\n")
+    assert main(["simulate", str(MODELS / "forced_oscillator.ode"), "--t-end", "1", "--inputs", str(data)]) == 1
+    assert "no column named 'force'; the columns are: t, push" in capsys.readouterr().err
+
+
+def test_simulate_numerical_failure_exits_three(tmp_path, capsys):
+    f = tmp_path / "blowup.ode"
+    f.write_text("model blowup\nstate x = 1\nder(x) = x^2\n")
+    assert main(["simulate", str(f), "--t-end", "2"]) == 3
+    err = capsys.readouterr().err
+    assert "the solve of 'blowup' with dopri5 stopped at t = " in err and "Traceback" not in err

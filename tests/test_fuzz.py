@@ -59,7 +59,7 @@ def compiles_or_reports(source: str | bytes) -> None:
             m = odedsl.loads(source, name="fuzz.ode")
         except ModelError as exc:
             text = source if isinstance(source, str) else source.decode("utf-8", errors="replace")
-            n_lines = text.count("\n") + 1
+            n_lines = text.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
             assert exc.diagnostics
             for d in exc.diagnostics:
                 assert d.file == "fuzz.ode"
@@ -80,6 +80,7 @@ def compiles_or_reports(source: str | bytes) -> None:
         m.jacobian_params()
         m.time_derivative()
         m.net_calls()
+        m.cse()
 
 
 # ---------------------------------------------------------------------------
@@ -233,38 +234,54 @@ nn V: 1 -> 1, hidden = []
 state x = 1
 state y = 2
 """
-NUMBERS = ["0", "1", "2", "0.0", "0.5", "3", "10", "300", "1e308", "1e-308", "1e-400", "1e300", "9", "-1", "1/3"]
+NUMBERS = ["0", "1", "2", "0.0", "0.5", "3", "10", "300", "1e308", "1e-308", "1e-400", "1e300", "9", "-1", "1/3",
+           "0.1", "2.5", "1e10", "709", "710", "1000"]
 ATOMS = NUMBERS + ["x", "y", "a", "b", "c", "u", "t", "pi"]
 ONE_ARG = sorted(n for n, f in FUNCTIONS.items() if f.min_args == 1 and f.max_args == 1)
 
 
-def expressions(names=ATOMS):
+def conditions(operands):
+    compare = st.tuples(operands, st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), operands).map(" ".join)
+    return st.recursive(compare, lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(lambda t: f"({' '.join(t)})"),
+        inner.map(lambda c: f"not {c}"),
+    ), max_leaves=3)
+
+
+def expressions(names=ATOMS, nets: bool = True):
     def extend(inner):
+        calls = [
+            st.tuples(inner, inner, st.sampled_from(["0", "1"])).map(lambda t: f"U({t[0]}, {t[1]})[{t[2]}]"),
+            inner.map(lambda e: f"V({e})"),
+        ]
         return st.one_of(
             st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "^"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
             st.tuples(st.sampled_from(ONE_ARG), inner).map(lambda t: f"{t[0]}({t[1]})"),
             st.tuples(st.sampled_from(["min", "max", "atan2"]), inner, inner).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
-            st.tuples(inner, st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), inner, inner, inner).map(
-                lambda t: f"(if {t[0]} {t[1]} {t[2]} then {t[3]} else {t[4]})"),
-            st.tuples(inner, inner, st.sampled_from(["0", "1"])).map(lambda t: f"U({t[0]}, {t[1]})[{t[2]}]"),
-            inner.map(lambda e: f"V({e})"),
+            st.tuples(conditions(inner), inner, inner).map(lambda t: f"(if {t[0]} then {t[1]} else {t[2]})"),
             inner.map(lambda e: f"-{e}"),
+            *(calls if nets else []),
         )
 
     return st.recursive(st.sampled_from(names), extend, max_leaves=8)
 
 
+CONSTANT_EXPRESSIONS = expressions(NUMBERS + ["c", "pi"], nets=False)
+LET_EXPRESSIONS = expressions()
+EQUATION_EXPRESSIONS = expressions(ATOMS + ["l", "d", "k", "w[0]", "w[1]"])
+
+
 @st.composite
 def random_models(draw) -> str:
-    constant = expressions(NUMBERS + ["c", "pi"]).filter(lambda e: "U(" not in e and "V(" not in e)
     lines = [
         HEADER,
-        f"const d = {draw(constant)}",
-        f"param k = {draw(constant)} in [{draw(st.sampled_from(['0', '-inf', 'c', '1e-300']))}, inf]",
-        f"let l = {draw(expressions())}",
-        f"der(x) = {draw(expressions(ATOMS + ['l', 'd', 'k']))}",
-        f"der(y) = {draw(expressions(ATOMS + ['l', 'd', 'k']))}",
-        f"observe o = {draw(expressions())} ~ normal({draw(expressions())})",
+        f"const d = {draw(CONSTANT_EXPRESSIONS)}",
+        f"param k = {draw(CONSTANT_EXPRESSIONS)} in [{draw(st.sampled_from(['0', '-inf', 'c', '1e-300']))}, inf]",
+        f"let l = {draw(LET_EXPRESSIONS)}",
+        "let w = U(x, l)",
+        f"der(x) = {draw(EQUATION_EXPRESSIONS)}",
+        f"der(y) = {draw(EQUATION_EXPRESSIONS)}",
+        f"observe o = {draw(LET_EXPRESSIONS)} ~ normal({draw(LET_EXPRESSIONS)})",
     ]
     return "\n".join(lines) + "\n"
 
@@ -286,6 +303,8 @@ FOUND = [
     "nn U: 1 -> 1\nstate x = 1\nder(x) = min(U(1.0), 2)\n",
     # lowering: math.log10(0.0) on a Float zero base
     "state x = 1\nder(x) = 0.0^-1\n",
+    # lowering: SymPy's Piecewise failed (KeyError) on an if inside a condition without symbols
+    "nn V: 1 -> 1\nstate x = 1\nlet l = if 0 < V(0) then 0 else 1\nder(x) = if 0 < l then x else 0\n",
     # lowering: SymPy evaluated these exactly, practically forever
     "param k = exp(exp(exp(100)))\nstate x = 1\nder(x) = x\n",
     "state x = 1\nder(x) = 2^(-10^10)\n",

@@ -233,3 +233,22 @@ def test_underflow_within_range_is_allowed():
     assert rhs("2^-1074*x") == sympy.Rational(1, 2**1074) * X  # the smallest double
     assert rhs("1e-300*1e-300*x") == sympy.Float("1e-600") * X  # a Float: no cost, and it is what the file says
     assert rhs("exp(-700)*x") == sympy.exp(-700) * X
+
+
+def test_an_if_inside_a_condition_is_folded_out():
+    assert rhs("if 0 < (if x > 1 then 0 else 1) then x else 0") == sympy.Piecewise((X, X <= 1), (0, True))
+    # a net at constant inputs makes a condition without symbols, which SymPy's own folding failed on (KeyError)
+    m = odedsl.loads(
+        "nn V: 1 -> 1, hidden = []\nstate x = 1\nlet l = if 0 < V(0) then 0 else 1\n"
+        "der(x) = (if 0 < l then x else 0) + (if (if V(0) > 0 then 0 else 1) == (if V(1) > 0 then 0 else 1) then 1 else 2)\n"
+    )
+    V = m.net("V").output(0)
+    first, second = sorted(m.rhs[0].args, key=sympy.default_sort_key)
+    pieces = {first, second}
+    assert sympy.Piecewise((X, V(0) <= 0), (0, True)) in pieces
+    (other,) = pieces - {sympy.Piecewise((X, V(0) <= 0), (0, True))}
+    cond = other.args[0].cond
+    for v0 in (-1, 1):
+        for v1 in (-1, 1):
+            values = {V(0): v0, V(1): v1}
+            assert bool(cond.subs(values)) == ((v0 > 0) == (v1 > 0))

@@ -155,8 +155,8 @@ def _cases(tmp_path: Path) -> dict[str, tuple[Path, str, str]]:
         path.write_bytes(data)
         where = f"{path}:{line}:{column}: error: " if line is not None else f"{path}:"
         out[name] = (path, where, phrases[0])
-    out["missing"] = (tmp_path / "missing.ode", f"{tmp_path / 'missing.ode'}: ", "no such model file")
-    out["directory"] = (tmp_path, f"{tmp_path}: ", "is a directory, not a model file")
+    out["missing"] = (tmp_path / "missing.ode", f"error: {tmp_path / 'missing.ode'}: ", "no such model file")
+    out["directory"] = (tmp_path, f"error: {tmp_path}: ", "is a directory, not a model file")
     return out
 
 

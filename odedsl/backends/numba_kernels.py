@@ -168,3 +168,14 @@ def _interp_slope(t, ut, uv, k):
         return 0.0
     i = np.searchsorted(ut, t, side="right") - 1
     return (uv[i + 1, k] - uv[i, k]) / (ut[i + 1] - ut[i])
+
+
+def _check_times(t):
+    """-1 when ``t`` is finite and non-decreasing; -2 when not finite; else the first i with t[i+1] < t[i]."""
+    for i in range(t.size):
+        if not math.isfinite(t[i]):
+            return -2
+    for i in range(t.size - 1):
+        if t[i + 1] < t[i]:
+            return i
+    return -1

@@ -34,7 +34,7 @@ def _kernel_modules() -> list[types.ModuleType]:
 
 
 #: Kernels compiled with ``parallel=True`` (they use ``prange``).
-PARALLEL = {"ensemble_adaptive", "ensemble_fixed", "ensemble_rosenbrock", "ensemble_bdf", "ensemble_auto"}
+PARALLEL = {"ensemble_adaptive", "ensemble_fixed", "ensemble_rosenbrock", "ensemble_bdf"}
 
 
 def cache_dir() -> Path:

@@ -291,11 +291,11 @@ class _Checker:
                 self.rep.error(v.span, f"unknown activation '{v.name}'",
                                _hint(did_you_mean(v.name, ACTIVATIONS), f"valid activations: {', '.join(ACTIVATIONS)}"))
         elif kind == "number":
-            ok = isinstance(v, ast.Number)
-            if not ok:
-                self.rep.error(_span_of(v, opt), f"'{key}' takes a number, e.g. {key} = 0.01")
-            elif float(v.text) < 0 or not math.isfinite(float(v.text)):
+            negative = isinstance(v, ast.Unary) and v.op == "-" and isinstance(v.operand, ast.Number)
+            if negative or (isinstance(v, ast.Number) and not math.isfinite(float(v.text))):
                 self.rep.error(v.span, f"'{key}' must be a finite number >= 0")
+            elif not isinstance(v, ast.Number):
+                self.rep.error(_span_of(v, opt), f"'{key}' takes a number, e.g. {key} = 0.01")
 
     def noise(self, noise: ast.Noise) -> None:
         kind = NOISE_MODELS.get(noise.kind.name)

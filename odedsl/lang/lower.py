@@ -102,7 +102,7 @@ class _Lowerer:
         if isinstance(e, ast.Compare):
             return _COMPARE[e.op](b(e.left), b(e.right))
         if isinstance(e, ast.IfElse):
-            return sympy.Piecewise((b(e.then), b(e.cond)), (b(e.orelse), True))
+            return sympy.Piecewise((b(e.then), _condition(b(e.cond))), (b(e.orelse), True))
         raise TypeError(f"unknown expression node {type(e).__name__}")  # pragma: no cover
 
     def _check_power(self, e: ast.Power, base: sympy.Expr, exponent: sympy.Expr) -> None:
@@ -292,6 +292,24 @@ class _Lowerer:
             source=c.source.text, time=time, states=states, params=params, consts=consts, inputs=inputs,
             nets=nets, lets=lets, observables=observables, rhs=rhs, warnings=self.rep.warnings,
         )
+
+
+def _condition(cond: sympy.Basic) -> sympy.Basic:
+    """``cond`` with any ``if`` inside it folded out, as nested ``ITE``s.
+
+    SymPy folds a Piecewise inside a condition itself, but its rewrite fails (KeyError)
+    when a condition has no symbols, as ``U(0) > 0`` (a net at constant inputs) has not.
+    """
+    if not cond.has(sympy.Piecewise):
+        return cond
+    folded = sympy.piecewise_fold(cond)
+    if not isinstance(folded, sympy.Piecewise):
+        return folded
+    pairs = list(folded.args)
+    result = pairs.pop().expr if pairs[-1].cond == True else sympy.false  # noqa: E712 - SymPy's true
+    for value, when in reversed(pairs):
+        result = sympy.ITE(when, value, result)
+    return result
 
 
 def _stem(filename: str) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_MAX_STEPS,
                                      STATUS_NOT_FINITE, STATUS_OK, STATUS_STEP_TOO_SMALL, _initial_step, _rms_norm)
 from odedsl.solvers.linalg import _factor_shifted, _lu_solve
-from odedsl.solvers.rosenbrock import _outputs_before
+from odedsl.solvers.rosenbrock import _all_finite, _outputs_before
 
 #: Shampine & Reichelt's NDF constants κ_k for orders k = 0..5 (Table 1; order 5 is plain BDF).
 NDF_KAPPA = (0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0)
@@ -89,9 +89,9 @@ def _bdf_newton(t_new, y_pred, c, psi, LU, piv, margs, tol, rtol, atol, y, d, dy
     for k in range(BDF_NEWTON_MAXITER):
         rhs(t_new, y, margs, dy)
         stats[STAT_RHS] += 1
+        if not _all_finite(dy):
+            return -1
         for i in range(n):
-            if not math.isfinite(dy[i]):
-                return -1
             dy[i] = c * dy[i] - psi[i] - d[i]
         _lu_solve(LU, piv, dy)
         dy_norm = _rms_norm(dy, y_pred, y_pred, rtol, atol)
@@ -146,6 +146,8 @@ def _bdf(t_eval, y0, margs, kappa, safety, facmin, facmax, rtol, atol, h_init, h
         return STATUS_OK, t
     rhs(t, y0, margs, work)
     stats[STAT_RHS] += 1
+    if not _all_finite(work):
+        return STATUS_NOT_FINITE, t
     h_max = min(h_max, t_end - t)
     # np.int64, not the literal 1: Numba would compile the helpers taking ``order`` for Literal[int](1) too
     order = np.int64(1)
@@ -163,7 +165,7 @@ def _bdf(t_eval, y0, margs, kappa, safety, facmin, facmax, rtol, atol, h_init, h
     while idx < t_eval.size:
         if steps >= max_steps:
             return STATUS_MAX_STEPS, t
-        if h < 10.0 * 2.220446049250313e-16 * max(abs(t), 1.0):
+        if not h >= 10.0 * 2.220446049250313e-16 * max(abs(t), 1.0):  # also catches a NaN step
             return (STATUS_NOT_FINITE if nan_rejects > 0 else STATUS_STEP_TOO_SMALL), t
         last = t + 1.01 * h >= t_end
         if last and h != t_end - t:

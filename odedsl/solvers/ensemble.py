@@ -29,10 +29,12 @@ def ensemble_fixed(t_eval, Y0, P, w, ut, uv, a, b, c, dt, max_steps, out, status
 
 
 def ensemble_rosenbrock(t_eval, Y0, P, w, ut, uv, a, C, gamma, c, d, m, e, H, error_order, safety, facmin, facmax,
+                        ea, eb, ec, ee, edense, eorder, eexpo1, ebeta, esafety, efacmin, efacmax,
                         rtol, atol, h_init, h_max, max_steps, out, status, t_reached, stats):
     for k in prange(Y0.shape[0]):
         margs = (P[k], w, ut, uv)
         st, tr = _rosenbrock(t_eval, Y0[k], margs, a, C, gamma, c, d, m, e, H, error_order, safety, facmin, facmax,
+                             ea, eb, ec, ee, edense, eorder, eexpo1, ebeta, esafety, efacmin, efacmax,
                              rtol, atol, h_init, h_max, max_steps, out[k], stats[k])
         status[k] = st
         t_reached[k] = tr
@@ -44,18 +46,6 @@ def ensemble_bdf(t_eval, Y0, P, w, ut, uv, kappa, safety, facmin, facmax, rtol, 
         margs = (P[k], w, ut, uv)
         st, tr = _bdf(t_eval, Y0[k], margs, kappa, safety, facmin, facmax, rtol, atol, h_init, h_max, max_steps,
                       out[k], stats[k])
-        status[k] = st
-        t_reached[k] = tr
-
-
-def ensemble_auto(t_eval, Y0, P, w, ut, uv, a, b, c, e, dense, order, expo1, beta, esafety, efacmin, efacmax,
-                  ra, rC, gamma, rc, rd, rm, re, rH, error_order, safety, facmin, facmax,
-                  rtol, atol, h_init, h_max, max_steps, out, status, t_reached, stats):
-    for k in prange(Y0.shape[0]):
-        margs = (P[k], w, ut, uv)
-        st, tr = _auto(t_eval, Y0[k], margs, a, b, c, e, dense, order, expo1, beta, esafety, efacmin, efacmax,
-                       ra, rC, gamma, rc, rd, rm, re, rH, error_order, safety, facmin, facmax,
-                       rtol, atol, h_init, h_max, max_steps, out[k], stats[k])
         status[k] = st
         t_reached[k] = tr
 

@@ -3,8 +3,8 @@
 A Rosenbrock method is linearly implicit: each step factors one matrix built from
 the exact Jacobian and solves ``s`` linear systems with it, with no Newton
 iteration, so a stiff problem costs one ``jac`` and one LU per step. In the
-formulation of Hairer & Wanner, *Solving ODEs II* (2nd ed.), IV.7, eq. (7.25),
-which needs no products with ``J``, a step of size ``h`` from ``(t, y)`` is::
+formulation of Hairer & Wanner, *Solving ODEs II* (2nd ed.), IV.7, which needs
+no products with ``J``, a step of size ``h`` from ``(t, y)`` is::
 
     W = I/(h γ) - J                    J = ∂f/∂y(t, y), factored once per step
     W k_i = f(t + c_i h, y + Σ_{j<i} a_ij k_j) + Σ_{j<i} (C_ij / h) k_j + h d_i ∂f/∂t(t, y)
@@ -17,12 +17,17 @@ interpolant ``y(t + θh) = (1-θ) y + θ (y_new + (1-θ)(q_0 + θ q_1 + θ² q_2
 
 The kernels are plain Python functions that ``odedsl.backends.numba_module`` copies
 into each model's generated module and compiles there, next to the model's
-``rhs``, ``jac`` (exact, symbolic) and ``dfdt``. Step-size control: the embedded
-error estimate in explicit.py's RMS norm, and the predictive controller of
-Gustafsson as in Hairer's RODAS code (HW II, IV.8, eq. (8.21)), which suits stiff
+``rhs``, ``jac`` (exact, symbolic) and ``dfdt``. The loop ``_rosenbrock`` also runs
+method ``auto``: given an explicit partner (dopri5) it starts with that and
+switches between the two by the rule of auto.py, so the two methods share one
+compiled loop (compiling a loop takes seconds per model).
+
+Step-size control: the embedded error estimate in explicit.py's RMS norm, and
+Gustafsson's predictive controller as in Hairer's RODAS code (Gustafsson, ACM
+TOMS 20, 1994; HW II, IV.8), which damps the step-size oscillations of stiff
 problems better than the PI controller of the explicit methods. A singular ``W``
-(in practice: ``J`` holding inf or NaN) or a non-finite stage rejects the step
-like a NaN does in the explicit methods; status codes are explicit.py's.
+(in practice: ``J`` holding inf or NaN) or a non-finite stage rejects the step as
+a NaN does in the explicit methods; status codes are explicit.py's.
 """
 
 # ``rhs``, ``jac`` and ``dfdt`` are defined by the generated module these functions are compiled into.
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from odedsl.solvers.auto import STAT_SWITCHES, _auto_verdict, _pi_factor, _rk_outputs, _rk_step
 from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_MAX_STEPS,
                                      STATUS_NOT_FINITE, STATUS_OK, STATUS_STEP_TOO_SMALL, _initial_step, _rms_norm)
 from odedsl.solvers.linalg import _factor_shifted, _lu_solve
@@ -213,6 +219,14 @@ def _outputs_before(t_eval, t, y, out):
     return idx
 
 
+def _all_finite(v):
+    """No NaN or inf in ``v``."""
+    for i in range(v.size):
+        if not math.isfinite(v[i]):
+            return False
+    return True
+
+
 def _ros_step(t, y, f0, ft, J, h, margs, a, C, gamma, c, d, m, e, W, piv, K, u, ynew, err, rtol, atol, stats):
     """One Rosenbrock step of size ``h`` from ``(t, y)``: stages into ``K``, ``ynew``; returns the error norm.
 
@@ -287,9 +301,8 @@ def _ros_outputs(t_eval, idx, t, h, t_new, y, ynew, K, H, q, out):
 def _gustafsson(err_norm, h, err_acc, h_acc, expo, safety, facmin, facmax):
     """Step-size factor after an accepted step: the smaller of the classical and the predictive one.
 
-    Gustafsson's predictive controller (HW II, IV.8, eq. (8.21), as in RODAS): it
-    also uses the last accepted step's size ``h_acc`` and error ``err_acc``, which
-    damps the step-size oscillations of stiff problems; ``h_acc = 0`` means none.
+    Gustafsson's predictive controller (as in RODAS) also uses the last accepted
+    step's size ``h_acc`` and error ``err_acc``; ``h_acc = 0`` means there is none.
     """
     fac = facmax if err_norm == 0.0 else min(facmax, max(facmin, safety * err_norm ** (-expo)))
     if h_acc > 0.0 and err_norm > 0.0:
@@ -299,17 +312,21 @@ def _gustafsson(err_norm, h, err_acc, h_acc, expo, safety, facmin, facmax):
 
 
 def _rosenbrock(t_eval, y0, margs, a, C, gamma, c, d, m, e, H, error_order, safety, facmin, facmax,
+                ea, eb, ec, ee, edense, eorder, eexpo1, ebeta, esafety, efacmin, efacmax,
                 rtol, atol, h_init, h_max, max_steps, out, stats):
     """Adaptive Rosenbrock integration with dense output at ``t_eval``; returns ``(status, t_reached)``.
 
-    One ``jac``/``dfdt`` per accepted step (a rejected step reuses them), one LU per attempt.
+    ``ea`` .. ``efacmax`` are an explicit partner (its tableau and PI controller
+    settings); with one (``eb`` not empty: method ``auto``) the loop starts explicit and
+    switches between the two by the rule of auto.py. One ``jac``/``dfdt`` per accepted
+    Rosenbrock step (a rejected step reuses them), one LU per attempt.
     """
     n = y0.size
     y = y0.copy()
     ynew, f0, ft, u, err = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     J, W = np.empty((n, n)), np.empty((n, n))
     piv = np.empty(n, dtype=np.int64)
-    K = np.empty((m.size, n))
+    K = np.empty((max(m.size, eb.size), n))
     q = np.empty((H.shape[0], n))
     expo = 1.0 / (error_order + 1)
     t = t_eval[0]
@@ -319,11 +336,16 @@ def _rosenbrock(t_eval, y0, margs, a, C, gamma, c, d, m, e, H, error_order, safe
         return STATUS_OK, t
     rhs(t, y, margs, f0)
     stats[STAT_RHS] += 1
+    if not _all_finite(f0):
+        return STATUS_NOT_FINITE, t
     h_max = min(h_max, t_end - t)
-    h = min(h_init, h_max) if h_init > 0.0 else _initial_step(t, y, f0, margs, error_order + 1, rtol, atol, h_max,
-                                                              stats)
-    h_acc = 0.0
-    err_acc = 0.0
+    stiff = eb.size == 0
+    order = error_order + 1 if stiff else eorder
+    h = min(h_init, h_max) if h_init > 0.0 else _initial_step(t, y, f0, margs, order, rtol, atol, h_max, stats)
+    # the switching rule's counters; np.int64, not literals, or Numba compiles _auto_verdict twice
+    votes, calm = np.int64(0), np.int64(0)
+    err_old = 1e-4  # the explicit PI controller's memory
+    h_acc, err_acc = 0.0, 0.0  # the Rosenbrock controller's memory (h_acc = 0: none yet)
     have_jac = False
     rejected = False
     nan_rejects = 0
@@ -331,19 +353,22 @@ def _rosenbrock(t_eval, y0, margs, a, C, gamma, c, d, m, e, H, error_order, safe
     while idx < t_eval.size:
         if steps >= max_steps:
             return STATUS_MAX_STEPS, t
-        if h < 10.0 * 2.220446049250313e-16 * max(abs(t), 1.0):
+        if not h >= 10.0 * 2.220446049250313e-16 * max(abs(t), 1.0):  # also catches a NaN step
             return (STATUS_NOT_FINITE if nan_rejects > 0 else STATUS_STEP_TOO_SMALL), t
         last = t + 1.01 * h >= t_end
         if last:
             h = t_end - t
-        if not have_jac:
-            jac(t, y, margs, J)
-            dfdt(t, y, margs, ft)
-            stats[STAT_JAC] += 1
-            have_jac = True
         steps += 1
-        err_norm = _ros_step(t, y, f0, ft, J, h, margs, a, C, gamma, c, d, m, e, W, piv, K, u, ynew, err, rtol,
-                             atol, stats)
+        if not stiff:
+            err_norm = _rk_step(t, y, f0, h, margs, ea, eb, ec, ee, K, u, ynew, err, rtol, atol, stats)
+        else:
+            if not have_jac:
+                jac(t, y, margs, J)
+                dfdt(t, y, margs, ft)
+                stats[STAT_JAC] += 1
+                have_jac = True
+            err_norm = _ros_step(t, y, f0, ft, J, h, margs, a, C, gamma, c, d, m, e, W, piv, K, u, ynew, err, rtol,
+                                 atol, stats)
         if not math.isfinite(err_norm):
             nan_rejects += 1
             stats[STAT_REJECTED] += 1
@@ -353,24 +378,39 @@ def _rosenbrock(t_eval, y0, margs, a, C, gamma, c, d, m, e, H, error_order, safe
         nan_rejects = 0
         if err_norm > 1.0:
             stats[STAT_REJECTED] += 1
-            h *= max(facmin, safety * err_norm ** (-expo))
+            h *= max(facmin, safety * err_norm ** (-expo)) if stiff else max(efacmin, esafety * err_norm ** (-eexpo1))
             rejected = True
             continue
         stats[STAT_ACCEPTED] += 1
         t_new = t_end if last else t + h
-        idx = _ros_outputs(t_eval, idx, t, h, t_new, y, ynew, K, H, q, out)
-        fac = _gustafsson(err_norm, h, err_acc, h_acc, expo, safety, facmin, facmax)
+        if stiff:
+            idx = _ros_outputs(t_eval, idx, t, h, t_new, y, ynew, K, H, q, out)
+            fac = _gustafsson(err_norm, h, err_acc, h_acc, expo, safety, facmin, facmax)
+            h_acc, err_acc = h, max(err_norm, 1e-2)
+        else:
+            idx = _rk_outputs(t_eval, idx, t, h, t_new, y, ynew, K, edense, out)
+            fac = _pi_factor(err_norm, err_old, eexpo1, ebeta, esafety, efacmin, efacmax)
+            err_old = max(err_norm, 1e-4)
         if rejected:
             fac = min(fac, 1.0)
-        h_acc = h
-        err_acc = max(err_norm, 1e-2)
         rejected = False
+        h_next = min(h * fac, h_max)
+        was_stiff = stiff
+        if eb.size > 0:
+            stiff, votes, calm = _auto_verdict(stiff, votes, calm, h, h_next, K, ea, J)
+            if stiff != was_stiff:
+                stats[STAT_SWITCHES] += 1
+                h_acc, err_old = 0.0, 1e-4
         have_jac = False
         t = t_new
         for i in range(n):
             y[i] = ynew[i]
         if idx < t_eval.size:
-            rhs(t, y, margs, f0)
-            stats[STAT_RHS] += 1
-        h = min(h * fac, h_max)
+            if was_stiff:
+                rhs(t, y, margs, f0)
+                stats[STAT_RHS] += 1
+            else:  # first same as last: the explicit step's last stage is f(t_new, y_new)
+                for i in range(n):
+                    f0[i] = K[eb.size - 1, i]
+        h = h_next
     return STATUS_OK, t
