@@ -133,7 +133,8 @@ def test_consts_in_dependency_order_and_exact():
 
 
 def test_initial_values_may_use_params_and_consts():
-    m = odedsl.loads("const n = 10\nparam f = 0.1 in [0, 1]\nstate x = f*n\nstate y = n - f*n\nder(x) = -x\nder(y) = x\n")
+    m = odedsl.loads("const n = 10\nparam f = 0.1 in [0, 1]\n"
+                     "state x = f*n\nstate y = n - f*n\nder(x) = -x\nder(y) = x\n")
     f, n = real("f n")
     assert m.initial_values == [f * n, n - f * n]
 
@@ -240,7 +241,8 @@ def test_an_if_inside_a_condition_is_folded_out():
     # a net at constant inputs makes a condition without symbols, which SymPy's own folding failed on (KeyError)
     m = odedsl.loads(
         "nn V: 1 -> 1, hidden = []\nstate x = 1\nlet l = if 0 < V(0) then 0 else 1\n"
-        "der(x) = (if 0 < l then x else 0) + (if (if V(0) > 0 then 0 else 1) == (if V(1) > 0 then 0 else 1) then 1 else 2)\n"
+        "der(x) = (if 0 < l then x else 0)"
+        " + (if (if V(0) > 0 then 0 else 1) == (if V(1) > 0 then 0 else 1) then 1 else 2)\n"
     )
     V = m.net("V").output(0)
     first, second = sorted(m.rhs[0].args, key=sympy.default_sort_key)
@@ -252,3 +254,19 @@ def test_an_if_inside_a_condition_is_folded_out():
         for v1 in (-1, 1):
             values = {V(0): v0, V(1): v1}
             assert bool(cond.subs(values)) == ((v0 > 0) == (v1 > 0))
+
+
+@pytest.mark.parametrize("text, where, message", [
+    # the broken let or const stood for NaN, which SymPy's min and < then raised on
+    ("state x = 1\nlet l = sqrt(-1)\nder(x) = min(x, l)\n", (2, 9), "this expression evaluates to a complex number"),
+    ("state x = 1\nlet l = log(0)\nlet m = l + 1\nder(x) = if x < m then 1 else 2\n", (2, 9),
+     "this expression divides by zero"),
+    ("const c = log(0)\nconst d = min(c, 1)\nstate x = d\nder(x) = x\n", (1, 11), "this expression divides by zero"),
+    ("const c = log(0)\nparam k = c in [c, 2]\nstate x = c\nder(x) = c*k*x\n", (1, 11),
+     "this expression divides by zero"),
+    ("nn U: 2 -> 2, hidden = []\nstate x = 1\nlet l = acosh(0)\nlet w = U(x, l)\nder(x) = atan2(x, w[0])\n", (3, 9),
+     "this expression evaluates to a complex number"),
+])
+def test_a_broken_let_or_const_is_reported_once(text, where, message):
+    d = error(text)  # one diagnostic: its uses are not reported again
+    assert ((d.line, d.column), d.message) == (where, message)

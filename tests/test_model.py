@@ -109,12 +109,14 @@ def expect_lotka_volterra(m: Model) -> None:
     assert m.initial_values == [sympy.Float(1.0), sympy.Float(1.0)]
     assert m.rhs == [alpha * prey - beta * prey * pred, delta * prey * pred - gamma * pred]
     assert declarations(m) == {
-        "params": [(n, v, 0.0, 10.0, False) for n, v in [("alpha", 1.5), ("beta", 1.0), ("delta", 1.0), ("gamma", 3.0)]],
+        "params": [(n, v, 0.0, 10.0, False)
+                   for n, v in [("alpha", 1.5), ("beta", 1.0), ("delta", 1.0), ("gamma", 3.0)]],
         "consts": [], "inputs": [], "nets": [], "lets": [], "observables": [],
     }
     # beta and gamma are the user's symbols, not SymPy's beta and gamma functions
     assert all(type(p.symbol) is sympy.Symbol for p in m.params)
-    assert m.jacobian_states() == sympy.Matrix([[alpha - beta * pred, -beta * prey], [delta * pred, delta * prey - gamma]])
+    assert m.jacobian_states() == sympy.Matrix([[alpha - beta * pred, -beta * prey],
+                                                [delta * pred, delta * prey - gamma]])
     assert m.jacobian_params() == sympy.Matrix([[prey, -prey * pred, 0, 0], [0, 0, prey * pred, -pred]])
 
 

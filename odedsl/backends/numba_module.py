@@ -73,12 +73,13 @@ def module_source(model: Model) -> str:
         generate(model), "# shared kernels",
     ]
     names = ["rhs", "jac", "dfdt", "jac_p", "observe", "init"]
+    constants = {}  # kernel modules import each other's constants: each is written once
     for mod in _kernel_modules():
         for f in _functions(mod):
             parts.append(inspect.getsource(f))
             names.append(f.__name__)
-        constants = [f"{k} = {v!r}" for k, v in vars(mod).items() if k.isupper() and isinstance(v, int)]
-        parts += constants
+        constants.update({k: v for k, v in vars(mod).items() if k.isupper() and isinstance(v, int)})
+    parts += [f"{k} = {v!r}" for k, v in constants.items()]
     parts.append("")
     for name in names:
         opts = "cache=True, error_model='numpy'" + (", parallel=True" if name in PARALLEL else "")

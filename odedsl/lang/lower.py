@@ -14,6 +14,7 @@ make ``min`` or ``<`` raise, and a constant such as ``exp(exp(exp(10)))`` or
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import PurePath
 
 import sympy
@@ -32,6 +33,11 @@ _MIN_EXPONENT10 = -324.0  # below ~4.9e-324, the smallest double, a constant rou
 
 class _Invalid(Exception):
     """Raised after reporting, to abandon one expression."""
+
+
+#: What a constant or let whose own expression was reported wrong stands for: an expression
+#: that uses it is abandoned without a second message, and SymPy never sees a stand-in value.
+_FAILED = sympy.Dummy("failed")
 
 
 class _Lowerer:
@@ -77,6 +83,8 @@ class _Lowerer:
             return value
         if isinstance(e, ast.Name):
             if e.name in env:
+                if env[e.name] is _FAILED:
+                    raise _Invalid
                 return env[e.name]
             if bounds and e.name == INFINITY:
                 return sympy.oo
@@ -207,12 +215,11 @@ class _Lowerer:
         out = []
         for c in self.c.consts:
             value = self.expr(c.value, self.numeric)
-            if value is None:
-                value = sympy.nan  # reported; keeps later names resolvable
-            elif not value.is_finite:
+            if value is not None and not value.is_finite:
                 self.rep.error(c.value.span, "a constant must be a finite number")
-            self.numeric[c.name.name] = value
-            out.append(Const(c.name.name, self.symbol(c.name.name), value, c.span.line))
+                value = None
+            self.numeric[c.name.name] = _FAILED if value is None else value
+            out.append(Const(c.name.name, self.symbol(c.name.name), sympy.nan if value is None else value, c.span.line))
         return out
 
     def params(self) -> list[Param]:
@@ -257,9 +264,9 @@ class _Lowerer:
         out = []
         for lt in self.c.lets:
             value = self.expr(lt.value, self.symbolic)
-            value = sympy.nan if value is None else value
-            out.append(Let(lt.name.name, sympy.Symbol(lt.name.name, real=True), value, lt.span.line))
-            self.symbolic[lt.name.name] = value
+            self.symbolic[lt.name.name] = _FAILED if value is None else value
+            out.append(Let(lt.name.name, sympy.Symbol(lt.name.name, real=True), sympy.nan if value is None else value,
+                           lt.span.line))
         return out
 
     def run(self) -> Model:
@@ -272,9 +279,8 @@ class _Lowerer:
         nets = self.nets()
         lets = self.lets()
         initial_env = {**self.symbolic}
-        for i, node in enumerate(c.states):
-            initial = self.expr(node.initial, initial_env)
-            states[i] = State(states[i].name, states[i].symbol, sympy.S.Zero if initial is None else initial, states[i].line)
+        initials = [self.expr(node.initial, initial_env) for node in c.states]  # None where reported
+        states = [replace(st, initial=sympy.S.Zero if x0 is None else x0) for st, x0 in zip(states, initials)]
         rhs = []
         for st in c.states:
             eq = c.equations.get(st.name.name)

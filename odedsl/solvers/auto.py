@@ -16,9 +16,9 @@ accepted step:
   the estimate settles at 2.4, 1.9 and 1.7 for rtol 1e-8, 1e-10, 1e-12, where 3.25
   would leave dopri5 crawling for thousands of steps. Accuracy-limited steps stay
   below 1.5 from rtol 1e-3 down (Lotka–Volterra, van der Pol with mu = 1, Kepler:
-  90% of the steps below 1.55 at rtol 1e-3, all below 0.75 at 1e-6), and a false
-  switch costs little for small systems: a Rodas5P step costs about as much as a
-  dopri5 step there, while a missed one costs thousands of steps.
+  90% of the steps below 1.55 at rtol 1e-3, all below 0.75 at 1e-6), and for small
+  systems a false switch costs a small factor (a Rodas5P step is a few dopri5
+  steps' worth), a missed one thousands of steps.
 * stiff → explicit: ``ρ = ‖J‖∞``, which bounds the spectral radius of the Jacobian the
   Rosenbrock step has factored anyway. When ``h_next ρ ≤ 1.5``, dopri5 would run
   with the step Rodas5P proposes next well inside its stability interval and

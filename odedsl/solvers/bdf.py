@@ -110,18 +110,42 @@ def _bdf_newton(t_new, y_pred, c, psi, LU, piv, margs, tol, rtol, atol, y, d, dy
 
 
 def _bdf_outputs(t_eval, idx, t_new, h, order, D, out):
-    """Fill the rows of ``out`` with times up to ``t_new`` from the backward-difference interpolant."""
+    """Fill the rows of ``out`` with times up to ``t_new`` from the backward-difference interpolant.
+
+    Newton's form on the grid ``t_new, t_new - h, ...``: ``y(t) = Σ_k D[k] p_k`` with
+    ``p_0 = 1``, ``p_k = Π_{j<k} (t - t_new + j h) / ((j + 1) h)`` (scipy's ``BdfDenseOutput``).
+    """
     n = D.shape[1]
     while idx < t_eval.size and t_eval[idx] <= t_new:
         for i in range(n):
             out[idx, i] = D[0, i]
         p = 1.0
-        for k in range(order):  # Newton form on the grid t_new, t_new - h, ...: p_k = Π_{j<=k} (t - t_new + j h)/((j+1) h)
+        for k in range(order):
             p *= (t_eval[idx] - t_new + k * h) / ((k + 1) * h)
             for i in range(n):
                 out[idx, i] += D[k + 1, i] * p
         idx += 1
     return idx
+
+
+def _bdf_select_order(order, D, d, error_const, y, rtol, atol, work):
+    """The order among ``order-1 .. order+1`` whose error estimate allows the largest step, and that step factor.
+
+    The estimates are ``C_{k-1} ∇^k y``, ``C_k d`` and ``C_{k+1} ∇^{k+2} y`` (scipy's
+    ``error_m``, ``error``, ``error_p``); ties go to the lower order.
+    """
+    best = -1.0
+    new_order = order
+    for k in range(max(order - 1, 1), min(order + 1, error_const.size - 1) + 1):
+        row = D[order] if k < order else (d if k == order else D[order + 2])
+        for i in range(y.size):
+            work[i] = error_const[k] * row[i]
+        e = _rms_norm(work, y, y, rtol, atol)
+        f = math.inf if e == 0.0 else e ** (-1.0 / (k + 1))
+        if f > best:
+            best = f
+            new_order = k
+    return new_order, best
 
 
 def _bdf(t_eval, y0, margs, kappa, safety, facmin, facmax, rtol, atol, h_init, h_max, max_steps, out, stats):
@@ -227,22 +251,7 @@ def _bdf(t_eval, y0, margs, kappa, safety, facmin, facmax, rtol, atol, h_init, h
         t = t_new
         if n_equal < order + 1:
             continue
-        # order selection: the step each of the orders k-1, k, k+1 would allow, from their error estimates
-        best = -1.0
-        delta = 0
-        for dk in range(-1, 2):
-            k = order + dk
-            if k < 1 or k > max_order:
-                continue
-            row = D[order] if dk < 0 else (d if dk == 0 else D[order + 2])
-            for i in range(n):
-                work[i] = error_const[k] * row[i]
-            e = _rms_norm(work, y, y, rtol, atol)
-            f = math.inf if e == 0.0 else e ** (-1.0 / (k + 1))
-            if f > best:
-                best = f
-                delta = dk
-        order += delta
+        order, best = _bdf_select_order(order, D, d, error_const, y, rtol, atol, work)
         factor = min(facmax, step_safety * best, h_max / h)
         _bdf_rescale(D, order, factor, scratch)
         h *= factor

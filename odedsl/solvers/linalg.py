@@ -4,8 +4,9 @@ Plain loops that ``odedsl.backends.numba_module`` compiles into each model's mod
 The implicit methods factor one matrix ``a*I - b*J`` per step (Rosenbrock) or per
 step-size change (BDF) and solve with it several times, so the factorisation
 works in place on a matrix the caller owns and the solve overwrites its
-right-hand side: nothing is allocated per step. For the few-to-hundreds of states
-of a typical model this beats a LAPACK call, whose fixed overhead dominates there.
+right-hand side: nothing is allocated per step. The loops are unblocked O(n³):
+right for the tens of states of typical models, where a LAPACK call's fixed
+overhead would dominate, not for thousands.
 
 Pivots are recorded LAPACK-style (``piv[k]``: the row swapped with row ``k`` at
 step ``k``). A zero or non-finite pivot means the matrix is singular (or J held
