@@ -4,24 +4,25 @@
     python benchmarks/frontend.py --sizes 20 50 --repeats 1   # a quick smoke
     python benchmarks/frontend.py --json results.json
 
-For each size the script times ``parse``, ``check`` and ``lower`` one after the
-other, exactly as ``odedsl.lang.compile_model`` chains them (cyclic garbage
-collector paused, as it does), and then the whole public path, ``odedsl.loads``,
-on its own. Before any timing it compiles a small model once, so the Lark parser
-is built and every import is done. Before every timed run it empties SymPy's
-cache and collects garbage, so each run starts like the first compile of a
-process and does not pay for the previous run's garbage. Figures are medians
-over the repeats (at most 3 repeats for 10,000 states and more).
+Each size is measured in a fresh Python process of its own, so one size's heap
+does not slow the next and the peak memory (``getrusage``) is that size's alone.
+There the script times ``parse``, ``check`` and ``lower`` one after the other,
+exactly as ``odedsl.lang.compile_model`` chains them (cyclic garbage collector
+paused, as it does), and then the whole public path, ``odedsl.loads``, on its
+own. Before any timing it compiles a small model once, so the Lark parser is
+built and every import is done. Before every timed run it empties SymPy's cache
+and collects garbage, so each run starts like the first compile of a process and
+does not pay for the previous run's garbage. Figures are medians over the
+repeats (at most 3 repeats for 10,000 states and more).
 
 It prints one row per size: the median seconds of each stage, their sum, the
 ``odedsl.loads`` total (wall clock, and the CPU time of the same runs, which
 changes less when other processes share the machine), and the ratio of the total
-to the previous size's next to the ratio of the sizes; then the verdict against the targets: a 1,000-state model compiles in
-under 2 s, and 10x the states costs at most ~12x the time (in general: time ratio
-at most 1.2 times the size ratio; pairs below 100 states are not judged, fixed
-costs dominate there). Peak memory is the process's peak resident size
-(``getrusage``) after each size; sizes run in increasing order, so it is the
-peak of the largest size so far.
+to the previous size's next to the ratio of the sizes; then the verdict against
+the targets, judged on CPU time: a 1,000-state model compiles in under 2 s, and
+10x the states costs at most ~12x the time (in general: time ratio at most 1.2
+times the size ratio; pairs below 100 states are not judged, fixed costs
+dominate there).
 
 The exit status is 0 whatever the verdict (this is a measurement), unless
 ``--fail-on-miss`` is given; 2 is a usage error.
@@ -36,6 +37,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -80,8 +82,8 @@ class Row:
     check_s: float
     lower_s: float
     stages_s: float
-    total_s: float  # odedsl.loads end to end, wall clock: the figure the targets apply to
-    total_cpu_s: float  # the same run's CPU time: what an idle machine would show, roughly
+    total_s: float  # odedsl.loads end to end, wall clock
+    total_cpu_s: float  # the same runs' CPU time, which the verdicts judge (wall clock on an idle machine)
     peak_rss_mb: float | None
     ratio: float | None = None  # total over the previous size's total (wall clock)
     cpu_ratio: float | None = None  # the same for CPU time
@@ -143,6 +145,16 @@ def measure(n: int, repeats: int, seed: int = 0) -> Row:
         runs.append((*stages, sum(stages), *_time_total(text, name, n)))
     med = [statistics.median(col) for col in zip(*runs)]
     return Row(n, text.count("\n"), len(text.encode()) / 1024, repeats, *med, peak_rss_mb=_peak_rss_mb())
+
+
+def _measure_in_child(n: int, repeats: int, seed: int) -> Row:
+    """``measure(n, ...)`` in a fresh interpreter."""
+    cmd = [sys.executable, __file__, "--one", str(n), "--repeats", str(repeats), "--seed", str(seed)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"measuring {n} states failed (exit status {proc.returncode})")
+    return Row(**json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def verdicts(rows: list[Row]) -> list[tuple[str, bool | None, str]]:
@@ -216,23 +228,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic models (default 0)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures to this JSON file")
     parser.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     if any(n < 1 for n in args.sizes):
         parser.error("--sizes must be at least 1")
+    if args.one is not None:
+        odedsl.loads(synthetic_model(10, args.seed + 1), "warmup.ode")  # builds the parser, finishes imports
+        print(json.dumps(asdict(measure(args.one, args.repeats, args.seed))))
+        return 0
     sizes = sorted(set(args.sizes))
 
     env = environment()
     print(f"odedsl {env['odedsl']} front end | Python {env['python']}, sympy {env['sympy']}, lark {env['lark']} | "
           f"{env['cpus']} CPUs, load {_fmt(env['load_average'] and env['load_average'][0], '.2f')} | {env['date']}",
           flush=True)
-    odedsl.loads(synthetic_model(10, args.seed + 1), "warmup.ode")  # builds the parser, finishes imports
-
     rows: list[Row] = []
     for n in sizes:
         repeats = min(args.repeats, LARGE_REPEATS) if n >= LARGE else args.repeats
-        row = measure(n, repeats, args.seed)
+        row = _measure_in_child(n, repeats, args.seed)
         if rows:
             prev = rows[-1]
             row.ratio, row.cpu_ratio = row.total_s / prev.total_s, row.total_cpu_s / prev.total_cpu_s

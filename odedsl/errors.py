@@ -7,7 +7,7 @@ caller ever needs to parse a message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 

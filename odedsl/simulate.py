@@ -16,7 +16,7 @@ import numpy as np
 
 from odedsl.errors import NumericalError, UsageError
 from odedsl.model import Model
-from odedsl.solvers.explicit import STATUS_MAX_STEPS, STATUS_NOT_FINITE, STATUS_OK, STATUS_STEP_TOO_SMALL
+from odedsl.solvers.explicit import STATUS_MAX_STEPS, STATUS_OK, STATUS_STEP_TOO_SMALL
 from odedsl.solvers.methods import get_method, kernel_arrays, stiff_kernel_args
 
 STAT_NAMES = ("n_rhs", "n_jac", "n_accepted", "n_rejected", "n_lu", "n_switches")

@@ -41,8 +41,8 @@ def test_integer_literals_are_exact_integers():
     assert m.initial_values == [3] and isinstance(m.initial_values[0], sympy.Integer)
     assert m.consts[0].value == sympy.Integer(12345678901234567890123)
     assert isinstance(m.consts[0].value, sympy.Integer)
-    two = m.rhs[0].args[1].args[0] if m.rhs[0].args[0].is_Symbol else m.rhs[0].args[0].args[0]
-    assert two == 2 and isinstance(two, sympy.Integer)
+    assert m.rhs == [2 * X + real("c")]
+    assert isinstance(m.rhs[0].coeff(X), sympy.Integer)
 
 
 def test_division_of_integers_is_an_exact_rational():
@@ -270,3 +270,23 @@ def test_an_if_inside_a_condition_is_folded_out():
 def test_a_broken_let_or_const_is_reported_once(text, where, message):
     d = error(text)  # one diagnostic: its uses are not reported again
     assert ((d.line, d.column), d.message) == (where, message)
+
+
+@pytest.mark.parametrize("sigma, shown", [("-1", "-1"), ("0", "0"), ("0.0", "0"), ("c - 3", "0"), ("x - x - 0.5", "-0.5")])
+def test_a_constant_noise_scale_must_be_positive(sigma, shown):
+    d = error(f"const c = 3\nstate x = 1\nder(x) = -x\nobserve o = x ~ normal({sigma})\n")
+    assert ((d.line, d.column), d.message) == ((4, 24), f"the SIGMA of 'normal' must be positive, not {shown}")
+
+
+def test_a_noise_scale_may_be_a_parameter_or_any_expression():
+    m = odedsl.loads(
+        "const c = 3\nparam s = 0.1 in [0, 1]\nstate x = 1\nder(x) = -x\n"
+        "observe a = x ~ normal(s)\nobserve b = x ~ lognormal(c/2)\nobserve d = x ~ normal(0.1*x)\n"
+    )
+    s, c = real("s c")
+    assert [o.noise.args for o in m.observables] == [(s,), (c / 2,), (sympy.Float(0.1) * X,)]
+
+
+def test_a_complex_noise_scale_from_constants_is_reported():
+    d = error("const c = 3\nstate x = 1\nder(x) = -x\nobserve o = x ~ normal(sqrt(-c))\n")
+    assert ((d.line, d.column), d.message) == ((4, 24), "this expression evaluates to a complex number")

@@ -20,8 +20,8 @@ from pathlib import PurePath
 import sympy
 
 from odedsl.lang import ast
-from odedsl.lang.builtins import CONSTANTS, FUNCTIONS, INFINITY, NET_OPTIONS
-from odedsl.lang.check import Checked, Kind
+from odedsl.lang.builtins import CONSTANTS, FUNCTIONS, INFINITY, NET_OPTIONS, NOISE_MODELS
+from odedsl.lang.check import Checked
 from odedsl.lang.report import Reporter
 from odedsl.model import Const, Input, Let, Model, Net, Noise, Observable, Param, State
 from odedsl.symbolic import NeuralFamily
@@ -269,6 +269,16 @@ class _Lowerer:
                            lt.span.line))
         return out
 
+    def noise_scale(self, e: ast.Expr, kind: str) -> sympy.Expr | None:
+        """A noise model's scale: any expression (a parameter to fit it), but a constant must be positive."""
+        value = self.expr(e, self.symbolic)
+        if value is None or not value.free_symbols <= {self.symbols[c] for c in self.numeric}:
+            return value
+        number = self.expr(e, {**self.symbolic, **self.numeric})  # with the constants' values, checked as theirs are
+        if number is not None and number.is_number and not number > 0:
+            self.rep.error(e.span, f"the {NOISE_MODELS[kind].args_text} of '{kind}' must be positive, not {float(number):g}")
+        return value
+
     def run(self) -> Model:
         c = self.c
         time = self.symbol(c.time)
@@ -289,7 +299,7 @@ class _Lowerer:
         for o in c.observes:
             noise = None
             if o.noise is not None:
-                noise = Noise(o.noise.kind.name, tuple(self.expr(a, self.symbolic) for a in o.noise.args))
+                noise = Noise(o.noise.kind.name, tuple(self.noise_scale(a, o.noise.kind.name) for a in o.noise.args))
             observables.append(Observable(o.column.name, self.expr(o.value, self.symbolic), noise, o.span.line))
         self.rep.raise_if_errors()
         name = c.model.name.name if c.model else _stem(c.source.filename)

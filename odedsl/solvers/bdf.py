@@ -26,10 +26,9 @@ import math
 
 import numpy as np
 
-from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_MAX_STEPS,
-                                     STATUS_NOT_FINITE, STATUS_OK, STATUS_STEP_TOO_SMALL, _initial_step, _rms_norm)
+from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_NOT_FINITE, STATUS_OK,
+                                     _all_finite, _initial_step, _outputs_before, _rms_norm, _step_guard)
 from odedsl.solvers.linalg import _factor_shifted, _lu_solve
-from odedsl.solvers.rosenbrock import _all_finite, _outputs_before
 
 #: Shampine & Reichelt's NDF constants κ_k for orders k = 0..5 (Table 1; order 5 is plain BDF).
 NDF_KAPPA = (0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0)
@@ -187,10 +186,9 @@ def _bdf(t_eval, y0, margs, kappa, safety, facmin, facmax, rtol, atol, h_init, h
     nan_rejects = 0
     steps = 0
     while idx < t_eval.size:
-        if steps >= max_steps:
-            return STATUS_MAX_STEPS, t
-        if not h >= 10.0 * 2.220446049250313e-16 * max(abs(t), 1.0):  # also catches a NaN step
-            return (STATUS_NOT_FINITE if nan_rejects > 0 else STATUS_STEP_TOO_SMALL), t
+        status = _step_guard(steps, max_steps, h, t, nan_rejects)
+        if status >= 0:
+            return status, t
         last = t + 1.01 * h >= t_end
         if last and h != t_end - t:
             _bdf_rescale(D, order, (t_end - t) / h, scratch)

@@ -25,6 +25,33 @@ STATUS_OK, STATUS_MAX_STEPS, STATUS_STEP_TOO_SMALL, STATUS_NOT_FINITE = 0, 1, 2,
 STAT_RHS, STAT_JAC, STAT_ACCEPTED, STAT_REJECTED, STAT_LU = 0, 1, 2, 3, 4
 
 
+def _outputs_before(t_eval, t, y, out):
+    """Copy ``y`` into the rows of ``out`` whose times are not after ``t``; the index of the first later one."""
+    idx = 0
+    while idx < t_eval.size and t_eval[idx] <= t:
+        for i in range(y.size):
+            out[idx, i] = y[i]
+        idx += 1
+    return idx
+
+
+def _all_finite(v):
+    """No NaN or inf in ``v``."""
+    for i in range(v.size):
+        if not math.isfinite(v[i]):
+            return False
+    return True
+
+
+def _step_guard(steps, max_steps, h, t, nan_rejects):
+    """The status that must end the loop before the next step, or -1 to go on."""
+    if steps >= max_steps:
+        return STATUS_MAX_STEPS
+    if not h >= 10.0 * 2.220446049250313e-16 * max(abs(t), 1.0):  # also catches a NaN step
+        return STATUS_NOT_FINITE if nan_rejects > 0 else STATUS_STEP_TOO_SMALL
+    return -1
+
+
 def _rms_norm(err, y, ynew, rtol, atol):
     acc = 0.0
     for i in range(err.size):
@@ -151,18 +178,13 @@ def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, 
     use_e3 = e3.size == s
     t = t_eval[0]
     t_end = t_eval[t_eval.size - 1]
-    idx = 0
-    while idx < t_eval.size and t_eval[idx] <= t:
-        for i in range(n):
-            out[idx, i] = y[i]
-        idx += 1
+    idx = _outputs_before(t_eval, t, y, out)
     if idx >= t_eval.size:
         return STATUS_OK, t
     rhs(t, y, margs, K[0])
     stats[STAT_RHS] += 1
-    for i in range(n):
-        if not math.isfinite(K[0, i]):
-            return STATUS_NOT_FINITE, t
+    if not _all_finite(K[0]):
+        return STATUS_NOT_FINITE, t
     h_max = min(h_max, t_end - t)
     h = min(h_init, h_max) if h_init > 0.0 else _initial_step(t, y, K[0], margs, order, rtol, atol, h_max, stats)
     err_old = 1e-4
@@ -170,10 +192,9 @@ def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, 
     nan_rejects = 0
     steps = 0
     while idx < t_eval.size:
-        if steps >= max_steps:
-            return STATUS_MAX_STEPS, t
-        if not h >= 10.0 * 2.220446049250313e-16 * max(abs(t), 1.0):  # also catches a NaN step
-            return (STATUS_NOT_FINITE if nan_rejects > 0 else STATUS_STEP_TOO_SMALL), t
+        status = _step_guard(steps, max_steps, h, t, nan_rejects)
+        if status >= 0:
+            return status, t
         last = t + 1.01 * h >= t_end
         if last:
             h = t_end - t

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from odedsl.solvers.auto import STAT_SWITCHES, _auto_verdict, _pi_factor, _rk_outputs, _rk_step
-from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_MAX_STEPS,
-                                     STATUS_NOT_FINITE, STATUS_OK, STATUS_STEP_TOO_SMALL, _initial_step, _rms_norm)
+from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_NOT_FINITE, STATUS_OK,
+                                     _all_finite, _initial_step, _outputs_before, _rms_norm, _step_guard)
 from odedsl.solvers.linalg import _factor_shifted, _lu_solve
 from odedsl.solvers.tableaux import TableauError
 
@@ -209,24 +209,6 @@ TABLEAUX = {RODAS5P.name: RODAS5P}
 # --------------------------------------------------------------------------- compiled kernels
 
 
-def _outputs_before(t_eval, t, y, out):
-    """Copy ``y`` into the rows of ``out`` whose times are not after ``t``; the index of the first later one."""
-    idx = 0
-    while idx < t_eval.size and t_eval[idx] <= t:
-        for i in range(y.size):
-            out[idx, i] = y[i]
-        idx += 1
-    return idx
-
-
-def _all_finite(v):
-    """No NaN or inf in ``v``."""
-    for i in range(v.size):
-        if not math.isfinite(v[i]):
-            return False
-    return True
-
-
 def _ros_step(t, y, f0, ft, J, h, margs, a, C, gamma, c, d, m, e, W, piv, K, u, ynew, err, rtol, atol, stats):
     """One Rosenbrock step of size ``h`` from ``(t, y)``: stages into ``K``, ``ynew``; returns the error norm.
 
@@ -351,10 +333,9 @@ def _rosenbrock(t_eval, y0, margs, a, C, gamma, c, d, m, e, H, error_order, safe
     nan_rejects = 0
     steps = 0
     while idx < t_eval.size:
-        if steps >= max_steps:
-            return STATUS_MAX_STEPS, t
-        if not h >= 10.0 * 2.220446049250313e-16 * max(abs(t), 1.0):  # also catches a NaN step
-            return (STATUS_NOT_FINITE if nan_rejects > 0 else STATUS_STEP_TOO_SMALL), t
+        status = _step_guard(steps, max_steps, h, t, nan_rejects)
+        if status >= 0:
+            return status, t
         last = t + 1.01 * h >= t_end
         if last:
             h = t_end - t
