@@ -211,14 +211,15 @@ def bench_stiff(quick: bool) -> dict[str, dict[str, tuple[float, float]]]:
             from numba import cfunc, njit
 
             nb_rhs = njit(rhs)
+            n_states = len(y0)
 
             @cfunc(numbalsoda.lsoda_sig)
             def c_rhs(t_, u, du, p):
-                y = np.empty(len(y0))
-                for i in range(len(y0)):
+                y = np.empty(n_states)
+                for i in range(n_states):
                     y[i] = u[i]
                 d = nb_rhs(t_, y)
-                for i in range(len(y0)):
+                for i in range(n_states):
                     du[i] = d[i]
 
             addr = c_rhs.address

@@ -170,12 +170,13 @@ def input_arrays(model: Model, inputs: Mapping[str, Any] | None) -> tuple[np.nda
 def initial_vector(model: Model, module, p: np.ndarray, y0: Mapping[str, float] | None) -> np.ndarray:
     y = np.empty(len(model.states))
     module.init(p, y)
-    index = {s.name: i for i, s in enumerate(model.states)}
-    for name, value in (y0 or {}).items():
-        if name not in index:
-            raise UsageError(f"unknown state '{name}' in y0; the model's states are: {', '.join(index)}")
-        y[index[name]] = float(value)
-    if not np.all(np.isfinite(y)):
+    if y0:
+        index = {s.name: i for i, s in enumerate(model.states)}
+        for name, value in y0.items():
+            if name not in index:
+                raise UsageError(f"unknown state '{name}' in y0; the model's states are: {', '.join(index)}")
+            y[index[name]] = float(value)
+    if not module._all_finite(y):
         bad = [s.name for s, v in zip(model.states, y) if not math.isfinite(v)]
         raise NumericalError(f"the initial value of {', '.join(bad)} is not finite; check the parameters it uses")
     return y
@@ -232,7 +233,7 @@ def simulate(model: Model, t_eval: Sequence[float], params: Mapping[str, float] 
             m.facmin, m.facmax, k.order, rtol, atol, h0, math.inf, max_steps, out, stats)
     if status != STATUS_OK:
         raise failure(model, method, status, t_reached, max_steps)
-    return Solution(t, out, [s.name for s in model.states], dict(zip(STAT_NAMES, map(int, stats))), method,
+    return Solution(t, out, [s.name for s in model.states], dict(zip(STAT_NAMES, stats.tolist())), method,
                     model, p, w, (ut, uv))
 
 

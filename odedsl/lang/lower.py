@@ -61,11 +61,11 @@ class _Lowerer:
         except RecursionError:
             self.rep.error(e.span, "this expression is nested too deeply to compile")
             return None
-        if value.has(sympy.zoo, sympy.nan):
-            self.rep.error(e.span, "this expression divides by zero")
-            return None
-        if value.has(sympy.I):
-            self.rep.error(e.span, "this expression evaluates to a complex number")
+        if value.has(sympy.zoo, sympy.nan, sympy.I):  # one pass over the tree; which one only on failure
+            if value.has(sympy.zoo, sympy.nan):
+                self.rep.error(e.span, "this expression divides by zero")
+            else:
+                self.rep.error(e.span, "this expression evaluates to a complex number")
             return None
         return value
 
@@ -110,7 +110,10 @@ class _Lowerer:
         if isinstance(e, ast.Compare):
             return _COMPARE[e.op](b(e.left), b(e.right))
         if isinstance(e, ast.IfElse):
-            return sympy.Piecewise((b(e.then), _condition(b(e.cond))), (b(e.orelse), True))
+            cond = _condition(b(e.cond))
+            # a symbolic condition leaves nothing for SymPy's (costly) canonicalisation to fold
+            fold = isinstance(cond, sympy.logic.boolalg.BooleanAtom)
+            return sympy.Piecewise((b(e.then), cond), (b(e.orelse), True), evaluate=fold)
         raise TypeError(f"unknown expression node {type(e).__name__}")  # pragma: no cover
 
     def _check_power(self, e: ast.Power, base: sympy.Expr, exponent: sympy.Expr) -> None:
@@ -183,7 +186,11 @@ class _Lowerer:
         name = call.func.name
         family = self.families.get(name)
         if family is None:
-            return self._constant(call, FUNCTIONS[name].build(*args), bounds)
+            build = FUNCTIONS[name].build
+            if isinstance(build, type) and issubclass(build, sympy.Function) and not any(a.is_number for a in args):
+                # nothing to evaluate at a symbolic argument; skipping SymPy's eval saves much of lowering
+                return build(*args, evaluate=False)
+            return self._constant(call, build(*args), bounds)
         outputs = [family.function(k)(*args) for k in range(family.n_out)]
         return outputs[0] if family.n_out == 1 else sympy.Tuple(*outputs)
 

@@ -200,21 +200,27 @@ def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, 
             h = t_end - t
         _rk_stages(t, y, h, margs, a, c, 1, s, K, ytmp, stats)
         steps += 1
-        finite = True
+        if fsal:  # the last stage was evaluated at y_new itself (its row of ``a`` is ``b``)
+            for i in range(n):
+                ynew[i] = ytmp[i]
+        else:
+            for i in range(n):
+                acc = 0.0
+                for j in range(s):
+                    acc += b[j] * K[j, i]
+                ynew[i] = y[i] + h * acc
+        finite = _all_finite(ynew)
         for i in range(n):
-            acc = 0.0
             ea = 0.0
-            e3a = 0.0
             for j in range(s):
-                acc += b[j] * K[j, i]
                 ea += e[j] * K[j, i]
-                if use_e3:
-                    e3a += e3[j] * K[j, i]
-            ynew[i] = y[i] + h * acc
             err[i] = h * ea
-            err3[i] = h * e3a
-            if not math.isfinite(ynew[i]):
-                finite = False
+        if use_e3:
+            for i in range(n):
+                ea = 0.0
+                for j in range(s):
+                    ea += e3[j] * K[j, i]
+                err3[i] = h * ea
         err_norm = math.inf
         if finite and use_e3:
             e5 = 0.0
