@@ -79,3 +79,22 @@ def test_frontend_script_usage_error_exits_two():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "--repeats" in proc.stderr
+
+
+def test_solver_benchmark_pieces_are_correct():
+    """The solver benchmark compares like with like: its floor and its scipy Jacobians are right."""
+    import numpy as np
+
+    from benchmarks import solvers
+    from benchmarks.floor import dopri5_lv
+
+    out = np.empty((solvers.T_EVAL.size, 2))
+    dopri5_lv(solvers.T_EVAL, solvers.Y0, solvers.P_LV, solvers.RTOL, solvers.ATOL, out)
+    ref = odedsl.load(ROOT / "models" / "lotka_volterra.ode").simulate(solvers.T_EVAL, rtol=1e-10, atol=1e-12).y
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    rng = np.random.default_rng(0)
+    for _, (_, rhs, jac, y0, _) in solvers.STIFF.items():
+        y = np.abs(np.asarray(y0)) + rng.uniform(0.1, 1.0, len(y0))
+        eps = 1e-7
+        fd = np.column_stack([(rhs(0, y + eps * e) - rhs(0, y - eps * e)) / (2 * eps) for e in np.eye(len(y))])
+        np.testing.assert_allclose(jac(0, y), fd, rtol=1e-6, atol=1e-3)
