@@ -68,8 +68,14 @@ class Solution:
         return {o.column: out[:, j] for j, o in enumerate(self.model.observables)}
 
     def to_pandas(self, observables: bool = False):
-        """A DataFrame with the time column and one column per state (and observable)."""
-        import pandas as pd
+        """A DataFrame with the time column and one column per state (and observable).
+
+        pandas is optional: odedsl does not depend on it.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UsageError("Solution.to_pandas needs pandas, which is not installed: pip install pandas") from None
 
         data = {self.model.time.name: self.t, **{n: self.y[:, j] for j, n in enumerate(self.names)}}
         if observables:

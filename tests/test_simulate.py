@@ -319,3 +319,15 @@ def test_compiled_module_is_cached_on_disk(lotka, tmp_path):
             "print(time.perf_counter() - s)" % str(MODELS / "lotka_volterra.ode"))
     warm = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert warm < 3.0  # loads machine code from the cache instead of compiling (cold: several seconds)
+
+
+def test_to_pandas(decay):
+    sol = decay.simulate([0.0, 1.0])
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(UsageError, match="needs pandas"):
+            sol.to_pandas()
+        return
+    df = sol.to_pandas()
+    assert list(df.columns) == ["t", "x"] and df["x"].iloc[0] == 2.0
