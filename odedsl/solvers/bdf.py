@@ -26,8 +26,8 @@ import math
 
 import numpy as np
 
-from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_NOT_FINITE, STATUS_OK,
-                                     _all_finite, _initial_step, _outputs_before, _rms_norm, _step_guard)
+from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_OK,
+                                     _all_finite, _rms_norm, _start, _step_guard)
 from odedsl.solvers.linalg import _factor_shifted, _lu_solve
 
 #: Shampine & Reichelt's NDF constants κ_k for orders k = 0..5 (Table 1; order 5 is plain BDF).
@@ -164,17 +164,11 @@ def _bdf(t_eval, y0, margs, kappa, safety, facmin, facmax, rtol, atol, h_init, h
     newton_tol = max(10.0 * 2.220446049250313e-16 / rtol, min(0.03, math.sqrt(rtol)))
     t = t_eval[0]
     t_end = t_eval[t_eval.size - 1]
-    idx = _outputs_before(t_eval, t, y0, out)
-    if idx >= t_eval.size:
-        return STATUS_OK, t
-    rhs(t, y0, margs, work)
-    stats[STAT_RHS] += 1
-    if not _all_finite(work):
-        return STATUS_NOT_FINITE, t
-    h_max = min(h_max, t_end - t)
     # np.int64, not the literal 1: Numba would compile the helpers taking ``order`` for Literal[int](1) too
     order = np.int64(1)
-    h = min(h_init, h_max) if h_init > 0.0 else _initial_step(t, y0, work, margs, order, rtol, atol, h_max, stats)
+    status, idx, h, h_max = _start(t_eval, y0, margs, work, order, rtol, atol, h_init, h_max, out, stats)
+    if status >= 0:
+        return status, t
     for i in range(n):
         D[0, i] = y0[i]
         D[1, i] = h * work[i]

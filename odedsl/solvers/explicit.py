@@ -92,6 +92,25 @@ def _initial_step(t, y, f0, margs, order, rtol, atol, h_max, stats):
     return min(100.0 * h0, h1, h_max)
 
 
+def _start(t_eval, y, margs, f0, order, rtol, atol, h_init, h_max, out, stats):
+    """The opening every adaptive loop shares: outputs at t0, f0 = f(t0, y0), the first step size.
+
+    Returns ``(status, idx, h, h_max)``; ``status`` is -1 when the loop should run,
+    else the status to return at once.
+    """
+    t = t_eval[0]
+    idx = _outputs_before(t_eval, t, y, out)
+    if idx >= t_eval.size:
+        return STATUS_OK, idx, 0.0, h_max
+    rhs(t, y, margs, f0)
+    stats[STAT_RHS] += 1
+    if not _all_finite(f0):
+        return STATUS_NOT_FINITE, idx, 0.0, h_max
+    h_max = min(h_max, t_eval[t_eval.size - 1] - t)
+    h = min(h_init, h_max) if h_init > 0.0 else _initial_step(t, y, f0, margs, order, rtol, atol, h_max, stats)
+    return -1, idx, h, h_max
+
+
 def _rk_stages(t, y, h, margs, a, c, first, last, K, ytmp, stats):
     """Stages ``first .. last-1`` into K; row j of ``a`` weighs the earlier stages."""
     n = y.size
@@ -178,15 +197,9 @@ def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, 
     use_e3 = e3.size == s
     t = t_eval[0]
     t_end = t_eval[t_eval.size - 1]
-    idx = _outputs_before(t_eval, t, y, out)
-    if idx >= t_eval.size:
-        return STATUS_OK, t
-    rhs(t, y, margs, K[0])
-    stats[STAT_RHS] += 1
-    if not _all_finite(K[0]):
-        return STATUS_NOT_FINITE, t
-    h_max = min(h_max, t_end - t)
-    h = min(h_init, h_max) if h_init > 0.0 else _initial_step(t, y, K[0], margs, order, rtol, atol, h_max, stats)
+    status, idx, h, h_max = _start(t_eval, y, margs, K[0], order, rtol, atol, h_init, h_max, out, stats)
+    if status >= 0:
+        return status, t
     err_old = 1e-4
     rejected = False
     nan_rejects = 0

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from odedsl.solvers.auto import STAT_SWITCHES, _auto_verdict, _pi_factor, _rk_outputs, _rk_step
-from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_NOT_FINITE, STATUS_OK,
-                                     _all_finite, _initial_step, _outputs_before, _rms_norm, _step_guard)
+from odedsl.solvers.explicit import (STAT_ACCEPTED, STAT_JAC, STAT_REJECTED, STAT_RHS, STATUS_OK,
+                                     _rms_norm, _start, _step_guard)
 from odedsl.solvers.linalg import _factor_shifted, _lu_solve
 from odedsl.solvers.tableaux import TableauError
 
@@ -313,17 +313,11 @@ def _rosenbrock(t_eval, y0, margs, a, C, gamma, c, d, m, e, H, error_order, safe
     expo = 1.0 / (error_order + 1)
     t = t_eval[0]
     t_end = t_eval[t_eval.size - 1]
-    idx = _outputs_before(t_eval, t, y, out)
-    if idx >= t_eval.size:
-        return STATUS_OK, t
-    rhs(t, y, margs, f0)
-    stats[STAT_RHS] += 1
-    if not _all_finite(f0):
-        return STATUS_NOT_FINITE, t
-    h_max = min(h_max, t_end - t)
     stiff = eb.size == 0
     order = error_order + 1 if stiff else eorder
-    h = min(h_init, h_max) if h_init > 0.0 else _initial_step(t, y, f0, margs, order, rtol, atol, h_max, stats)
+    status, idx, h, h_max = _start(t_eval, y, margs, f0, order, rtol, atol, h_init, h_max, out, stats)
+    if status >= 0:
+        return status, t
     # the switching rule's counters; np.int64, not literals, or Numba compiles _auto_verdict twice
     votes, calm = np.int64(0), np.int64(0)
     err_old = 1e-4  # the explicit PI controller's memory
