@@ -73,7 +73,7 @@ def _rk_outputs(t_eval, idx, t, h, t_new, y, ynew, K, dense, out):
             for i in range(y.size):
                 out[idx, i] = ynew[i]
         else:
-            _dense_eval(y, h, K, dense, (t_eval[idx] - t) / h, out[idx])
+            _dense_eval(y, h, K, dense, (t_eval[idx] - t) / h, out, idx)
         idx += 1
     return idx
 

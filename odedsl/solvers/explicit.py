@@ -124,21 +124,20 @@ def _rk_stages(t, y, h, margs, a, c, first, last, K, ytmp, stats):
         stats[STAT_RHS] += 1
 
 
-def _dense_eval(y, h, K, dense, theta, out_row):
-    """y(t + theta*h) from the step's stages and the dense-output polynomials."""
+def _dense_eval(y, h, K, dense, theta, out, row):
+    """out[row] = y(t + theta*h) from the step's stages and the dense-output polynomials."""
     n = y.size
     deg = dense.shape[1]
     for i in range(n):
-        out_row[i] = y[i]
+        out[row, i] = y[i]
     for j in range(dense.shape[0]):
         w = 0.0
-        p = theta
-        for m in range(deg):
-            w += dense[j, m] * p
-            p *= theta
+        for m in range(deg - 1, -1, -1):  # Horner: sum_m dense[j, m] theta^(m+1)
+            w = (w + dense[j, m]) * theta
         if w != 0.0:
+            hw = h * w
             for i in range(n):
-                out_row[i] += h * w * K[j, i]
+                out[row, i] += hw * K[j, i]
 
 
 def _rk_fixed(t_eval, y0, margs, a, b, c, dt, max_steps, out, stats):
@@ -274,7 +273,7 @@ def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, 
                     for i in range(n):
                         out[idx, i] = ynew[i]
                 else:
-                    _dense_eval(y, h, K, dense, (t_eval[idx] - t) / h, out[idx])
+                    _dense_eval(y, h, K, dense, (t_eval[idx] - t) / h, out, idx)
                 idx += 1
         fac = facmax if err_norm == 0.0 else safety * err_norm ** (-expo1) * err_old ** beta
         fac = min(facmax, max(facmin, fac))
