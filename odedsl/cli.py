@@ -126,7 +126,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             ok = ~np.isnan(cols[time_col]) & ~np.isnan(cols[u.name])
             inputs[u.name] = (cols[time_col][ok], cols[u.name][ok])
     sol = model.simulate(t_eval, params=params, y0=y0, method=args.method, rtol=args.rtol, atol=args.atol,
-                         dt=args.dt, inputs=inputs)
+                         dt=args.dt, inputs=inputs, max_steps=args.max_steps)
     header = [model.time.name, *sol.names]
     table = np.column_stack([sol.t, sol.y])
     if args.observables and model.observables:
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rtol", type=_float, default=1e-6, metavar="R", help="relative tolerance (default 1e-6)")
     sim.add_argument("--atol", type=_float, default=1e-8, metavar="A", help="absolute tolerance (default 1e-8)")
     sim.add_argument("--dt", type=_float, metavar="DT", help="step size of the fixed-step methods")
+    sim.add_argument("--max-steps", type=_positive_int, default=1_000_000, metavar="N",
+                     help="give up after N steps (default 1000000)")
     sim.add_argument("--set", type=_assignment, action="append", metavar="NAME=VALUE",
                      help="override a parameter value or a state's initial value (repeatable)")
     sim.add_argument("--inputs", metavar="FILE.csv", help="values of the model's inputs over time")

@@ -229,3 +229,9 @@ def test_simulate_numerical_failure_exits_three(tmp_path, capsys):
     assert main(["simulate", str(f), "--t-end", "2"]) == 3
     err = capsys.readouterr().err
     assert "the solve of 'blowup' with dopri5 stopped at t = " in err and "Traceback" not in err
+
+
+def test_simulate_max_steps(capsys):
+    argv = ["simulate", str(MODELS / "lotka_volterra.ode"), "--t-end", "10", "--max-steps", "5"]
+    assert main(argv) == 3
+    assert "max_steps=5" in capsys.readouterr().err
