@@ -173,18 +173,32 @@ def input_arrays(model: Model, inputs: Mapping[str, Any] | None) -> tuple[np.nda
     return np.ascontiguousarray(grid), np.ascontiguousarray(values)
 
 
+_NO_OVERRIDES = (np.zeros(0, dtype=np.int64), np.zeros(0))
+
+
+def initial_overrides(model: Model, y0: Mapping[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``y0`` by name as (state indices, values) for the compiled drivers."""
+    if not y0:
+        return _NO_OVERRIDES
+    index = {s.name: i for i, s in enumerate(model.states)}
+    for name in y0:
+        if name not in index:
+            raise UsageError(f"unknown state '{name}' in y0; the model's states are: {', '.join(index)}")
+    return (np.array([index[n] for n in y0], dtype=np.int64), np.array([float(v) for v in y0.values()]))
+
+
+def not_finite_initial(model: Model, y: np.ndarray) -> NumericalError:
+    bad = [s.name for s, v in zip(model.states, y) if not math.isfinite(v)]
+    return NumericalError(f"the initial value of {', '.join(bad)} is not finite; check the parameters it uses")
+
+
 def initial_vector(model: Model, module, p: np.ndarray, y0: Mapping[str, float] | None) -> np.ndarray:
     y = np.empty(len(model.states))
     module.init(p, y)
-    if y0:
-        index = {s.name: i for i, s in enumerate(model.states)}
-        for name, value in y0.items():
-            if name not in index:
-                raise UsageError(f"unknown state '{name}' in y0; the model's states are: {', '.join(index)}")
-            y[index[name]] = float(value)
+    idx, val = initial_overrides(model, y0)
+    y[idx] = val
     if not module._all_finite(y):
-        bad = [s.name for s, v in zip(model.states, y) if not math.isfinite(v)]
-        raise NumericalError(f"the initial value of {', '.join(bad)} is not finite; check the parameters it uses")
+        raise not_finite_initial(model, y)
     return y
 
 
@@ -221,22 +235,25 @@ def simulate(model: Model, t_eval: Sequence[float], params: Mapping[str, float] 
     p = param_vector(model, params)
     w = weight_vector(model, weights)
     ut, uv = input_arrays(model, inputs)
-    y = initial_vector(model, compiled.module, p, y0)
-    out = np.empty((t.size, y.size))
-    stats = np.zeros(len(STAT_NAMES), dtype=np.int64)
-    margs = (p, w, ut, uv)
-    if m.kind in STIFF_KERNELS:
-        kernel = getattr(compiled.module, "_" + STIFF_KERNELS[m.kind])
-        status, t_reached = kernel(t, y, margs, *stiff_kernel_args(m.name), rtol, atol, h0, math.inf, max_steps,
-                                   out, stats)
-    elif m.kind == "fixed":
-        k = kernel_arrays(m.name)
-        status, t_reached = compiled.module._rk_fixed(t, y, margs, k.a, k.b, k.c, dt or 0.0, max_steps, out, stats)
+    if m.kind == "adaptive":  # the common case: one compiled call does it all
+        idx, val = initial_overrides(model, y0)
+        driver = getattr(compiled.module, f"_simulate_{m.name}")
+        status, t_reached, out, stats, y = driver(t, p, w, ut, uv, idx, val, rtol, atol, h0, max_steps)
+        if status < 0:
+            raise not_finite_initial(model, y)
     else:
-        k = kernel_arrays(m.name)
-        status, t_reached = compiled.module._rk_adaptive(
-            t, y, margs, k.a, k.b, k.c, k.e, k.e3, k.dense, k.xa, k.xc, k.fsal, k.expo1, m.beta, m.safety,
-            m.facmin, m.facmax, k.order, rtol, atol, h0, math.inf, max_steps, out, stats)
+        y = initial_vector(model, compiled.module, p, y0)
+        out = np.empty((t.size, y.size))
+        stats = np.zeros(len(STAT_NAMES), dtype=np.int64)
+        margs = (p, w, ut, uv)
+        if m.kind in STIFF_KERNELS:
+            kernel = getattr(compiled.module, "_" + STIFF_KERNELS[m.kind])
+            status, t_reached = kernel(t, y, margs, *stiff_kernel_args(m.name), rtol, atol, h0, math.inf,
+                                       max_steps, out, stats)
+        else:
+            k = kernel_arrays(m.name)
+            status, t_reached = compiled.module._rk_fixed(t, y, margs, k.a, k.b, k.c, dt or 0.0, max_steps, out,
+                                                          stats)
     if status != STATUS_OK:
         raise failure(model, method, status, t_reached, max_steps)
     return Solution(t, out, [s.name for s in model.states], dict(zip(STAT_NAMES, stats.tolist())), method,
