@@ -235,3 +235,11 @@ def test_simulate_max_steps(capsys):
     argv = ["simulate", str(MODELS / "lotka_volterra.ode"), "--t-end", "10", "--max-steps", "5"]
     assert main(argv) == 3
     assert "max_steps=5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, name", [("--out", "x.csv"), ("--plot", "x.png")])
+def test_simulate_unwritable_output_is_a_usage_error(flag, name, tmp_path, capsys):
+    target = tmp_path / "missing-dir" / name
+    assert main(["simulate", str(MODELS / "exponential_decay.ode"), "--t-end", "1", flag, str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {target}: No such file or directory" in err and "internal error" not in err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from odedsl.errors import UsageError
+
 
 def plot_solution(sol, path: str | Path) -> None:
     """Every state of a ``Solution`` against time, one line each, saved to ``path``."""
@@ -20,5 +22,9 @@ def plot_solution(sol, path: str | Path) -> None:
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        plt.close(fig)

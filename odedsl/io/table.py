@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odedsl.errors import InputError
+from odedsl.errors import InputError, UsageError
 
 
 def read_csv(path: str | Path, columns: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -60,9 +60,15 @@ def read_csv(path: str | Path, columns: list[str] | None = None) -> dict[str, np
 
 
 def write_csv(path: str | Path, header: list[str], columns: np.ndarray) -> None:
-    """Write columns (rows x len(header)) with full double precision."""
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for row in columns:
-            w.writerow([repr(float(x)) for x in row])
+    """Write columns (rows x len(header)) with full double precision.
+
+    A path that cannot be written raises ``UsageError`` naming it (exit code 2).
+    """
+    try:
+        with Path(path).open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for row in columns:
+                w.writerow([repr(float(x)) for x in row])
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
