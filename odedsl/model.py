@@ -245,6 +245,28 @@ class Model:
             self._backends["numba"] = NumbaModel.build(self)
         return self._backends["numba"]
 
+    def to_torch(self, dtype=None, device=None, seed: int = 0):
+        """The model as a ``torch.nn.Module`` (``odedsl.backends.torch_model.TorchModel``): batched
+        right-hand side, fitted parameters as ``nn.Parameter``, nets as submodules, and ``solve``.
+
+        ``dtype`` defaults to float64; ``seed`` draws the nets' initial weights exactly as
+        ``odedsl.nets.init_weights`` does, so both backends start from the same model.
+
+        Examples
+        --------
+        >>> import odedsl, torch
+        >>> m = odedsl.loads("param k = 1 in [0, 5]\nstate x = 1\nder(x) = -k*x\n")
+        >>> tm = m.to_torch()
+        >>> ys = tm.solve(torch.tensor([0.0, 1.0]), rtol=1e-10, atol=1e-12)
+        >>> round(float(ys[-1, 0]), 8)
+        0.36787944
+        """
+        import torch
+
+        from odedsl.backends.torch_model import TorchModel
+
+        return TorchModel(self, dtype=dtype or torch.float64, device=device, seed=seed)
+
     def simulate(self, t_eval, params=None, y0=None, method: str = "dopri5", rtol: float = 1e-6,
                  atol: float = 1e-8, **options):
         """Integrate the model on the CPU and return a ``Solution`` at the times ``t_eval``.

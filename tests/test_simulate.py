@@ -310,7 +310,7 @@ def test_compiled_module_is_cached_on_disk(lotka, tmp_path):
     import subprocess
     import sys
 
-    from odedsl.backends.numba_module import cache_dir
+    from odedsl.backends.cache import cache_dir
 
     mod = lotka.compile().module
     assert mod.__file__.startswith(str(cache_dir()))

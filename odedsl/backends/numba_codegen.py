@@ -13,21 +13,12 @@ the input samples (times and values) interpolated inside the function.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
-from odedsl.errors import OdedslError
+from odedsl.backends.codegen_common import CodegenError, NetCall, code_symbols, find_net_calls, input_rates
 from odedsl.model import Model
 from odedsl.nets import ACTIVATION_CODES, layouts
-from odedsl.symbolic import NeuralTerm, neural_terms
-
-
-class CodegenError(OdedslError):
-    """The model uses a construct the Numba backend cannot compile."""
-
-    exit_code = 1
 
 
 class _Printer(PythonCodePrinter):
@@ -77,14 +68,6 @@ class _Printer(PythonCodePrinter):
         raise CodegenError(f"internal: unreplaced neural term {e}")
 
 
-@dataclass
-class _Call:
-    index: int
-    net: str
-    args: tuple
-    level: int
-
-
 class _FunctionWriter:
     """Writes the body of one generated function: unpacking, nets, CSE, assignments."""
 
@@ -129,18 +112,7 @@ class _Generator:
     def __init__(self, model: Model) -> None:
         self.model = model
         self.printer = _Printer()
-        code: dict[sympy.Symbol, sympy.Expr] = {model.time: sympy.Symbol("t", real=True)}
-        for i, s in enumerate(model.states):
-            code[s.symbol] = sympy.Symbol(f"y_{i}", real=True)
-        for j, p in enumerate(model.params):
-            code[p.symbol] = sympy.Symbol(f"p_{j}", real=True)
-        for k, u in enumerate(model.inputs):
-            code[u.symbol] = sympy.Symbol(f"u_{k}", real=True)
-        consts = model.const_values
-        for _ in range(len(consts) + 1):  # consts may refer to consts
-            consts = {k: v.xreplace(consts) for k, v in consts.items()}
-        code.update(consts)
-        self.code = code
+        self.code = code_symbols(model)
         self.layouts = {lay.name: lay for lay in layouts(model)}
         self.net_index = {n.name: i for i, n in enumerate(model.nets)}
 
@@ -163,32 +135,10 @@ class _Generator:
                 lines.append(f"v_{k} = _interp_slope(t, ut, uv, {k})  # d{u.name}/dt")
         return lines
 
-    def net_calls(self, exprs: list[sympy.Expr]) -> tuple[list[_Call], dict]:
-        terms: set[NeuralTerm] = set()
-        for e in exprs:
-            terms |= neural_terms(e)
-        keyed: dict[tuple, _Call] = {}
-        for term in sorted(terms, key=sympy.default_sort_key):
-            key = (term.net, term.args)
-            if key not in keyed:
-                keyed[key] = _Call(len(keyed), term.net, term.args, 0)
-        calls = list(keyed.values())
-        for _ in range(len(calls)):  # nested calls: a call's level is one above its arguments' calls
-            for c in calls:
-                inner = set().union(*(neural_terms(a) for a in c.args)) if c.args else set()
-                c.level = max([keyed[(t.net, t.args)].level + 1 for t in inner], default=0)
-        placeholder = {}
-        for term in terms:
-            c = keyed[(term.net, term.args)]
-            if not term.wrt:
-                placeholder[term] = sympy.Symbol(f"_n{c.index}_{term.output}", real=True)
-            elif len(term.wrt) == 1:
-                placeholder[term] = sympy.Symbol(f"_d{c.index}_{term.output}_{term.wrt[0]}", real=True)
-            else:
-                raise CodegenError(f"second derivatives of neural network '{term.net}' are not supported")
-        return calls, placeholder
+    def net_calls(self, exprs: list[sympy.Expr]) -> tuple[list[NetCall], dict]:
+        return find_net_calls(exprs)
 
-    def net_eval(self, c: _Call, exprs: list[sympy.Expr], placeholder: dict) -> list[str]:
+    def net_eval(self, c: NetCall, exprs: list[sympy.Expr], placeholder: dict) -> list[str]:
         lay = self.layouts[c.net]
         n_out = lay.sizes[-1]
         mine = {t: s for t, s in placeholder.items() if (t.net, t.args) == (c.net, c.args)}
@@ -227,14 +177,7 @@ class _Generator:
         entries = [(i, j, jac[i, j]) for i in range(n) for j in range(n) if jac[i, j] != 0]
         out.append(self.function("jac", "t, y, margs, out", [f"out[{i}, {j}]" for i, j, _ in entries],
                                  [e for _, _, e in entries], ["out[:, :] = 0.0"], "d rhs / d y, dense (n, n)."))
-        rate_syms = {u.symbol: sympy.Symbol(f"v_{k}", real=True) for k, u in enumerate(m.inputs)}
-        dfdt = []
-        for e in m.rhs:
-            total = e.diff(m.time) if m.time in e.free_symbols else sympy.S.Zero
-            for u, v in rate_syms.items():
-                if u in e.free_symbols:
-                    total += e.diff(u) * v
-            dfdt.append(total)
+        dfdt = input_rates(m, m.rhs)
         out.append(self.function("dfdt", "t, y, margs, out", [f"out[{i}]" for i in range(n)], dfdt, [],
                                  "partial d rhs / d t, including the inputs' rates of change."))
         jp = m.jacobian_params()

@@ -12,20 +12,13 @@ process that loads the same model reuses the compiled machine code.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
-import logging
-import os
-import sys
-import tempfile
 import types
-from pathlib import Path
 
 import numpy as np
 
+from odedsl.backends.cache import import_generated
 from odedsl.model import Model
-
-log = logging.getLogger(__name__)
 
 
 def _kernel_modules() -> list[types.ModuleType]:
@@ -39,15 +32,6 @@ def _kernel_modules() -> list[types.ModuleType]:
 PARALLEL = {"ensemble_adaptive", "ensemble_fixed", "ensemble_rosenbrock", "ensemble_bdf"}
 
 
-def cache_dir() -> Path:
-    """``$ODEDSL_CACHE_DIR``, else ``$XDG_CACHE_HOME/odedsl``, else ``~/.cache/odedsl``."""
-    root = os.environ.get("ODEDSL_CACHE_DIR")
-    if root:
-        return Path(root)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "odedsl"
-
-
 def _functions(module: types.ModuleType) -> list:
     return [f for name, f in vars(module).items()
             if inspect.isfunction(f) and f.__module__ == module.__name__]
@@ -57,10 +41,10 @@ def _fingerprint() -> str:
     import numba
 
     from odedsl import __version__
-    from odedsl.backends import numba_codegen
+    from odedsl.backends import codegen_common, numba_codegen
 
     h = hashlib.sha256(f"{__version__} {numba.__version__}".encode())
-    for mod in [numba_codegen, *_kernel_modules()]:
+    for mod in [codegen_common, numba_codegen, *_kernel_modules()]:
         h.update(inspect.getsource(mod).encode())
     return h.hexdigest()
 
@@ -136,19 +120,4 @@ def module_source(model: Model) -> str:
 def load_module(model: Model) -> types.ModuleType:
     """Import (generating it first if needed) the compiled module of ``model``."""
     key = hashlib.sha256((_fingerprint() + drivers_source() + model.source).encode()).hexdigest()[:24]
-    name = f"odedsl_model_{key}"
-    if name in sys.modules:
-        return sys.modules[name]
-    directory = cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.py"
-    if not path.exists():
-        log.debug("generating %s", path)
-        source = module_source(model)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(source)
-        os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-    if str(directory) not in sys.path:
-        sys.path.append(str(directory))
-    return importlib.import_module(name)
+    return import_generated(f"odedsl_model_{key}", lambda: module_source(model))

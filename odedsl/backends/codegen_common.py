@@ -1,0 +1,92 @@
+"""What every code generator shares: the model's names in generated code, and its net calls.
+
+Generated code never contains a user's name: time becomes ``t``, states
+``y_0, y_1, ...``, parameters ``p_0, ...``, inputs ``u_0, ...`` and constants their
+values. A neural term ``U(x, y)[k]`` becomes a placeholder symbol ``_n{call}_{k}``
+(its partial ``d/d arg j`` becomes ``_d{call}_{k}_{j}``), where ``call`` numbers the
+distinct evaluations of a net; a call whose arguments hold another call's output sits
+one ``level`` above it, so the generators evaluate nets level by level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from odedsl.errors import OdedslError
+from odedsl.model import Model
+from odedsl.symbolic import NeuralTerm, neural_terms
+
+
+class CodegenError(OdedslError):
+    """The model uses a construct a backend cannot compile."""
+
+    exit_code = 1
+
+
+@dataclass
+class NetCall:
+    """One distinct evaluation of a net in generated code."""
+
+    index: int
+    net: str
+    args: tuple
+    level: int
+
+
+def code_symbols(model: Model) -> dict[sympy.Symbol, sympy.Expr]:
+    """The substitution from the model's symbols to generated-code symbols (constants to their values)."""
+    code: dict[sympy.Symbol, sympy.Expr] = {model.time: sympy.Symbol("t", real=True)}
+    for i, s in enumerate(model.states):
+        code[s.symbol] = sympy.Symbol(f"y_{i}", real=True)
+    for j, p in enumerate(model.params):
+        code[p.symbol] = sympy.Symbol(f"p_{j}", real=True)
+    for k, u in enumerate(model.inputs):
+        code[u.symbol] = sympy.Symbol(f"u_{k}", real=True)
+    consts = model.const_values
+    for _ in range(len(consts) + 1):  # consts may refer to consts
+        consts = {k: v.xreplace(consts) for k, v in consts.items()}
+    code.update(consts)
+    return code
+
+
+def find_net_calls(exprs: list[sympy.Expr]) -> tuple[list[NetCall], dict[NeuralTerm, sympy.Symbol]]:
+    """The distinct net calls in ``exprs`` (with levels) and each neural term's placeholder symbol."""
+    terms: set[NeuralTerm] = set()
+    for e in exprs:
+        terms |= neural_terms(e)
+    keyed: dict[tuple, NetCall] = {}
+    for term in sorted(terms, key=sympy.default_sort_key):
+        key = (term.net, term.args)
+        if key not in keyed:
+            keyed[key] = NetCall(len(keyed), term.net, term.args, 0)
+    calls = list(keyed.values())
+    for _ in range(len(calls)):  # nested calls: a call's level is one above its arguments' calls
+        for c in calls:
+            inner = set().union(*(neural_terms(a) for a in c.args)) if c.args else set()
+            c.level = max([keyed[(t.net, t.args)].level + 1 for t in inner], default=0)
+    placeholder = {}
+    for term in terms:
+        c = keyed[(term.net, term.args)]
+        if not term.wrt:
+            placeholder[term] = sympy.Symbol(f"_n{c.index}_{term.output}", real=True)
+        elif len(term.wrt) == 1:
+            placeholder[term] = sympy.Symbol(f"_d{c.index}_{term.output}_{term.wrt[0]}", real=True)
+        else:
+            raise CodegenError(f"second derivatives of neural network '{term.net}' are not supported")
+    return calls, placeholder
+
+
+def input_rates(model: Model, exprs: list[sympy.Expr]) -> list[sympy.Expr]:
+    """Total d/dt of each expression at fixed states: its explicit time dependence plus the inputs'
+    rates of change, written with symbols ``v_k`` (the rate of input ``k``)."""
+    rate_syms = {u.symbol: sympy.Symbol(f"v_{k}", real=True) for k, u in enumerate(model.inputs)}
+    out = []
+    for e in exprs:
+        total = e.diff(model.time) if model.time in e.free_symbols else sympy.S.Zero
+        for u, v in rate_syms.items():
+            if u in e.free_symbols:
+                total += e.diff(u) * v
+        out.append(total)
+    return out
