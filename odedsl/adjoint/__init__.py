@@ -35,19 +35,19 @@ class Problem:
     checkpoint_every: int
 
     def integrator(self):
-        if get_method(self.method).kind == "rosenbrock":
-            from odedsl.solvers.torch_rosenbrock import integrate as rosenbrock
+        """``run(f, t_eval, y0, opts, tape=None, p=None)`` -> ``(out, stats, last steps)``; ``p``: the
+        parameters ``f`` is bound to (stiff methods build their Jacobian from them)."""
+        def run(f, t_eval, y0, opts, tape=None, p=None):
+            return integrate(f, t_eval, y0, self.method, opts, tape, model=self.bound(p))
 
-            return lambda f, t, y0, opts, tape=None, p=None: rosenbrock(self.tm, p, f, t, y0, self.method, opts, tape)
-        return lambda f, t, y0, opts, tape=None, p=None: integrate(f, t, y0, self.method, opts, tape)
+        return run
 
     def replay(self, f, start, steps: list, out: torch.Tensor, p: torch.Tensor):
         """Repeat recorded steps (see ``odedsl.solvers.torch_rk.replay``)."""
-        if get_method(self.method).kind == "rosenbrock":
-            from odedsl.solvers.torch_rosenbrock import replay as rosenbrock_replay
+        return replay(f, self.method, start, steps, out, model=self.bound(p))
 
-            return rosenbrock_replay(self.tm, p, f, self.method, start, steps, out)
-        return replay(f, self.method, start, steps, out)
+    def bound(self, p):
+        return None if p is None else (self.tm, p)
 
 
 def solve(tm, t, y0: torch.Tensor, p: torch.Tensor, method: str, rtol: float, atol: float, gradient: str,
@@ -59,6 +59,10 @@ def solve(tm, t, y0: torch.Tensor, p: torch.Tensor, method: str, rtol: float, at
         t_eval = grid(t, y0.shape[0], y0.dtype, y0.device)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if gradient == "adjoint" and m.kind == "rosenbrock":
+        raise UsageError(f"gradient='adjoint' is not available with the stiff method '{m.name}' (its backward pass "
+                         "would need the Jacobian of the adjoint system); use gradient='checkpoint', which gives "
+                         "exact gradients at low memory")
     if rtol <= 0 or atol < 0:
         raise UsageError("rtol must be positive and atol non-negative")
     if checkpoint_every < 1:

@@ -47,7 +47,9 @@ class Checkpointed(torch.autograd.Function):
                 if g_end is not None:
                     outs.append(end.y)
                     cots.append(g_end)
-                grads = torch.autograd.grad(outs, [start.y, p_, *weights], cots, allow_unused=True)
+                pairs = [(o, c) for o, c in zip(outs, cots) if o.requires_grad]
+                grads = torch.autograd.grad([o for o, _ in pairs], [start.y, p_, *weights], [c for _, c in pairs],
+                                            allow_unused=True) if pairs else [None] * (2 + len(weights))
             g_start, g_p, *g_w = grads
             gp += g_p if g_p is not None else 0
             for acc, g in zip(gw, g_w):

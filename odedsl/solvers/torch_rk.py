@@ -34,7 +34,7 @@ from odedsl.solvers.methods import get_method, kernel_arrays
 
 @dataclass(frozen=True)
 class Coefficients:
-    """A method's coefficients as tensors of one dtype and device."""
+    """An explicit method's coefficients as tensors of one dtype and device."""
 
     kind: str
     a: tuple  # row j: (j,) tensor weighing the earlier stages
@@ -81,6 +81,70 @@ def coefficients(method: str, dtype: torch.dtype, device: torch.device) -> Coeff
     )
 
 
+class RungeKutta:
+    """How an explicit Runge–Kutta method takes, measures and interpolates one step of every row."""
+
+    def __init__(self, method: str, dtype: torch.dtype, device: torch.device) -> None:
+        self.co = co = coefficients(method, dtype, device)
+        self.kind, self.fsal, self.order = co.kind, co.fsal, co.order
+
+    def trial(self, f, st: Rows, h: torch.Tensor, stats: Stats) -> tuple[list, torch.Tensor]:
+        """The stages of one step of size ``h`` per row, and the new state."""
+        co = self.co
+        K = [st.k0]
+        hc = h.unsqueeze(-1)
+        yj = st.y
+        for j in range(1, co.stages):
+            yj = torch.addcmul(st.y, hc, torch.stack(K, -1) @ co.a[j])
+            K.append(_call(f, torch.add(st.t, h, alpha=co.c[j]), yj, st.rows, stats))
+        if co.fsal:
+            return K, yj
+        return K, torch.addcmul(st.y, hc, torch.stack(K, -1) @ co.b)
+
+    @torch.no_grad()
+    def error(self, st: Rows, K: list, y_new: torch.Tensor, h: torch.Tensor, opts: Options) -> torch.Tensor:
+        co, d = self.co, opts.norm_dims
+        Ks = torch.stack(K, -1)[:, :d]
+        scale = _scale(st.y, y_new, opts)
+        err = _rms(h.unsqueeze(-1) * (Ks @ co.e), scale)
+        if co.e3 is None:
+            return err
+        err3 = _rms(h.unsqueeze(-1) * (Ks @ co.e3), scale)  # dop853: Hairer's combined estimate
+        den = err.square() + 0.01 * err3.square()
+        return torch.where(den > 0, err.square() / den.sqrt().clamp_min(1e-300), torch.zeros_like(err))
+
+    def interpolant(self, f, st: Rows, K: list, y_new, h, stats: Stats):
+        """``theta -> y(t + theta h)`` per row, from the step's dense-output polynomials."""
+        co = self.co
+        K = list(K)
+        for i, row in enumerate(co.xa):  # extra stages some methods need for dense output only
+            yi = torch.addcmul(st.y, h.unsqueeze(-1), torch.stack(K, -1) @ row)
+            K.append(_call(f, torch.add(st.t, h, alpha=co.xc[i]), yi, st.rows, stats))
+        Q = torch.stack(K, -1) @ co.dense  # (B, N, degree)
+        y, hc = st.y, h.unsqueeze(-1)
+        return lambda theta: torch.addcmul(y, hc, (Q @ (theta.unsqueeze(-1) ** co.powers).unsqueeze(-1)).squeeze(-1))
+
+    @torch.no_grad()
+    def factor(self, st: Rows, err: torch.Tensor, h: torch.Tensor, accept: torch.Tensor) -> torch.Tensor:
+        """The PI controller of explicit.py, per row; also updates the rows' controller memory."""
+        co = self.co
+        e = err.clamp_min(1e-300)
+        fac = torch.where(err == 0, torch.full_like(err, co.facmax), co.safety * e ** (-co.expo1) * st.err_old ** co.beta)
+        fac = fac.clamp(co.facmin, co.facmax)
+        fac_rej = torch.clamp_min(co.safety * e ** (-co.expo1), co.facmin)
+        st.err_old = torch.where(accept, err.clamp_min(1e-4), st.err_old)
+        return torch.where(accept, torch.where(st.rejected, fac.clamp_max(1.0), fac), fac_rej)
+
+
+def stepper(method: str, dtype: torch.dtype, device: torch.device, model=None):
+    """The stepper of ``method``: ``RungeKutta``, or ``Rosenbrock`` (which needs the TorchModel ``model``)."""
+    if get_method(method).kind == "rosenbrock":
+        from odedsl.solvers.torch_rosenbrock import Rosenbrock
+
+        return Rosenbrock(method, dtype, device, model)
+    return RungeKutta(method, dtype, device)
+
+
 @dataclass
 class Options:
     rtol: float = 1e-6
@@ -114,7 +178,8 @@ class Rows:
     idx: torch.Tensor
     t_eval: torch.Tensor
     t_end: torch.Tensor
-    err_old: torch.Tensor
+    err_old: torch.Tensor  # the controller's memory: last accepted error, and (Rosenbrock) step
+    h_acc: torch.Tensor
     rejected: torch.Tensor
     steps: torch.Tensor
 
@@ -140,38 +205,16 @@ def _call(f, t, y, rows, stats: Stats):
     return f(t, y, rows)
 
 
-def _trial(f, st: Rows, h: torch.Tensor, co: Coefficients, stats: Stats) -> tuple[list, torch.Tensor]:
-    """The stages of one step of size ``h`` per row, and the new state."""
-    K = [st.k0]
-    hc = h.unsqueeze(-1)
-    yj = st.y
-    for j in range(1, co.stages):
-        yj = torch.addcmul(st.y, hc, torch.stack(K, -1) @ co.a[j])
-        K.append(_call(f, torch.add(st.t, h, alpha=co.c[j]), yj, st.rows, stats))
-    if co.fsal:
-        return K, yj
-    return K, torch.addcmul(st.y, hc, torch.stack(K, -1) @ co.b)
-
-
 def _rms(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (x / scale).square().mean(-1).sqrt()
 
 
-@torch.no_grad()
-def _error_norm(st: Rows, K: list, y_new: torch.Tensor, h: torch.Tensor, co: Coefficients, opts: Options):
+def _scale(y: torch.Tensor, y_new: torch.Tensor, opts: Options) -> torch.Tensor:
     d = opts.norm_dims
-    Ks = torch.stack(K, -1)[:, :d]
-    y, yn = st.y[:, :d], y_new[:, :d]
-    scale = opts.atol + opts.rtol * torch.maximum(y.abs(), yn.abs())
-    err = _rms(h.unsqueeze(-1) * (Ks @ co.e), scale)
-    if co.e3 is None:
-        return err
-    err3 = _rms(h.unsqueeze(-1) * (Ks @ co.e3), scale)  # dop853: Hairer's combined estimate
-    den = err.square() + 0.01 * err3.square()
-    return torch.where(den > 0, err.square() / den.sqrt().clamp_min(1e-300), torch.zeros_like(err))
+    return opts.atol + opts.rtol * torch.maximum(y[:, :d].abs(), y_new[:, :d].abs())
 
 
-def _emit(f, st: Rows, K: list, y_new, h, t_new, moving, co: Coefficients, out, stats: Stats) -> None:
+def _emit(f, stp, st: Rows, K: list, y_new, h, t_new, moving, out, stats: Stats) -> None:
     """Write the outputs whose times fall in (t, t_new] of the moving rows (dense output)."""
     T = st.t_eval.shape[1]
     due = moving & (st.idx < T)
@@ -179,17 +222,10 @@ def _emit(f, st: Rows, K: list, y_new, h, t_new, moving, co: Coefficients, out, 
     due &= nxt <= t_new
     if not bool(due.any()):
         return
-    K = list(K)
-    for i, row in enumerate(co.xa):  # extra stages some methods need for dense output only
-        yi = torch.addcmul(st.y, h.unsqueeze(-1), torch.stack(K, -1) @ row)
-        K.append(_call(f, torch.add(st.t, h, alpha=co.xc[i]), yi, st.rows, stats))
-    Q = torch.stack(K, -1) @ co.dense  # (B, N, degree): the step's interpolating polynomial
+    at = stp.interpolant(f, st, K, y_new, h, stats)
     hs = torch.where(h > 0, h, torch.ones_like(h))
     while True:
-        theta = ((nxt - st.t) / hs).clamp(0.0, 1.0)
-        weights = (theta.unsqueeze(-1) ** co.powers).unsqueeze(-1)  # (B, degree, 1)
-        value = torch.addcmul(st.y, h.unsqueeze(-1), (Q @ weights).squeeze(-1))
-        value = torch.where((nxt == t_new).unsqueeze(-1), y_new, value)
+        value = torch.where((nxt == t_new).unsqueeze(-1), y_new, at(((nxt - st.t) / hs).clamp(0.0, 1.0)))
         slot = torch.where(due, st.idx, torch.full_like(st.idx, T))  # slot T: a row with nothing due
         out.index_put_((slot, st.rows), value)
         st.idx = st.idx + due.long()
@@ -200,36 +236,34 @@ def _emit(f, st: Rows, K: list, y_new, h, t_new, moving, co: Coefficients, out, 
             return
 
 
-def _commit(f, st: Rows, K: list, y_new, h, accept, t_new, co: Coefficients, out, stats: Stats) -> None:
-    _emit(f, st, K, y_new, h, t_new, accept, co, out, stats)
+def _commit(f, stp, st: Rows, K: list, y_new, h, accept, t_new, out, stats: Stats) -> None:
+    """Outputs within the step, then the accepting rows move to ``(t_new, y_new)``."""
+    _emit(f, stp, st, K, y_new, h, t_new, accept, out, stats)
     acc = accept.unsqueeze(-1)
     st.y = torch.where(acc, y_new, st.y)
-    k_next = K[-1] if co.fsal else None
     st.t = torch.where(accept, t_new, st.t)
-    if k_next is None:
-        k_next = _call(f, st.t, st.y, st.rows, stats)
+    k_next = K[-1] if stp.fsal else _call(f, st.t, st.y, st.rows, stats)
     st.k0 = torch.where(acc, k_next, st.k0)
 
 
-def _start(f, t_eval: torch.Tensor, y0: torch.Tensor, opts: Options, co: Coefficients, stats: Stats):
+def _start(f, stp, t_eval: torch.Tensor, y0: torch.Tensor, opts: Options, stats: Stats):
     """Rows at their first time, and the output buffer holding y0 wherever an output time is the start."""
     B, T = t_eval.shape
     t = t_eval[:, 0]
     at_start = t_eval <= t.unsqueeze(1)  # (B, T)
     out = torch.where(at_start.T.unsqueeze(-1), y0.unsqueeze(0), torch.zeros((), dtype=y0.dtype, device=y0.device))
     out = torch.cat([out, torch.zeros_like(out[:1])])  # slot T: writes of rows with nothing due
-    rows = torch.arange(B, device=y0.device)
     k0 = _call(f, t, y0, None, stats)
-    h = _initial_step(f, t, y0, k0, t_eval[:, -1] - t, co, opts, stats) if co.kind == "adaptive" else t * 0
-    zero = torch.zeros(B, dtype=torch.long, device=y0.device)
-    st = Rows(rows=rows, t=t, y=y0, k0=k0, h=h, idx=at_start.sum(1), t_eval=t_eval, t_end=t_eval[:, -1],
-              err_old=torch.full_like(t, 1e-4), rejected=torch.zeros(B, dtype=torch.bool, device=y0.device),
-              steps=zero)
+    h = _initial_step(f, t, y0, k0, t_eval[:, -1] - t, stp.order, opts, stats) if stp.kind != "fixed" else t * 0
+    st = Rows(rows=torch.arange(B, device=y0.device), t=t, y=y0, k0=k0, h=h, idx=at_start.sum(1), t_eval=t_eval,
+              t_end=t_eval[:, -1], err_old=torch.full_like(t, 1e-4), h_acc=torch.zeros_like(t),
+              rejected=torch.zeros(B, dtype=torch.bool, device=y0.device),
+              steps=torch.zeros(B, dtype=torch.long, device=y0.device))
     return st, out
 
 
 @torch.no_grad()
-def _initial_step(f, t, y, f0, span, co: Coefficients, opts: Options, stats: Stats) -> torch.Tensor:
+def _initial_step(f, t, y, f0, span, order: int, opts: Options, stats: Stats) -> torch.Tensor:
     """Hairer's ``hinit`` per row (explicit.py's ``_initial_step``)."""
     if opts.h0 is not None:
         return torch.minimum(torch.as_tensor(opts.h0, dtype=y.dtype, device=y.device).expand_as(t), span)
@@ -241,55 +275,52 @@ def _initial_step(f, t, y, f0, span, co: Coefficients, opts: Options, stats: Sta
     f1 = _call(f, t + h0, y + h0.unsqueeze(-1) * f0, None, stats)
     d2 = _rms((f1 - f0)[:, :d], scale) / h0
     dm = torch.maximum(d1, d2)
-    h1 = torch.where(dm <= 1e-15, torch.clamp_min(h0 * 1e-3, 1e-6), (0.01 / dm.clamp_min(1e-300)) ** (1.0 / (co.order + 1)))
+    h1 = torch.where(dm <= 1e-15, torch.clamp_min(h0 * 1e-3, 1e-6), (0.01 / dm.clamp_min(1e-300)) ** (1.0 / (order + 1)))
     h = torch.minimum(torch.minimum(100 * h0, h1), span)
     return torch.where(torch.isfinite(dm), h, h0)
 
 
 def integrate(f, t_eval: torch.Tensor, y0: torch.Tensor, method: str = "dopri5", opts: Options | None = None,
-              tape: Tape | None = None) -> tuple[torch.Tensor, Stats, torch.Tensor]:
+              tape: Tape | None = None, model=None) -> tuple[torch.Tensor, Stats, torch.Tensor]:
     """Solve ``dy/dt = f`` per row from ``t_eval[:, 0]``; ``(out (T, B, N), stats, last step sizes)``.
 
-    ``t_eval`` is ``(B, T)``, non-decreasing in each row; ``y0`` is ``(B, N)``.
-    Raises ``NumericalError`` naming the row and time when a row cannot go on.
+    ``f(t, y, rows)`` takes times ``(B,)``, states ``(B, N)`` and the original row
+    numbers of the batch (None: all rows). ``t_eval`` is ``(B, T)``, non-decreasing
+    in each row; ``y0`` is ``(B, N)``. ``model`` (a TorchModel with its parameters
+    bound) gives stiff methods their Jacobian. Raises ``NumericalError`` naming the
+    row and time when a row cannot go on.
     """
     opts = opts or Options()
-    co = coefficients(method, y0.dtype, y0.device)
+    stp = stepper(method, y0.dtype, y0.device, model)
     stats = Stats()
-    st, out = _start(f, t_eval, y0, opts, co, stats)
-    if co.kind == "fixed":
-        return _fixed(f, st, out, co, opts, stats, tape)
+    st, out = _start(f, stp, t_eval, y0, opts, stats)
+    if stp.kind == "fixed":
+        return _fixed(f, stp, st, out, opts, stats, tape)
     h_last = st.h.clone()
     T = t_eval.shape[1]
     finished = st.idx >= T
     keep = None
-    while True:
-        if bool(finished.all()):
-            break
+    while not bool(finished.all()):
         if opts.compact and 2 * int(finished.sum()) >= finished.numel() and st.y.shape[0] > 1:
             keep = ~finished
             st, finished = st.select(keep), finished[keep]
         with torch.no_grad():
             last = st.t + 1.01 * st.h >= st.t_end
             h = torch.where(finished, torch.zeros_like(st.h), torch.where(last, st.t_end - st.t, st.h))
-        K, y_new = _trial(f, st, h, co, stats)
-        err = _error_norm(st, K, y_new, h, co, opts)
-        bad = ~torch.isfinite(err)
+        K, y_new = stp.trial(f, st, h, stats)
+        err = stp.error(st, K, y_new, h, opts)
         stats.iterations += 1
         with torch.no_grad():
+            bad = ~torch.isfinite(err)
             st.steps = st.steps + (~finished).long()
             _check(st, h, bad, finished, opts)
-            accept = (err <= 1.0) & ~finished
             if bool(bad.any()):  # discard the whole trial: see the module docstring
                 st.h = torch.where(bad, 0.25 * h, st.h)
                 st.rejected = st.rejected | bad
                 stats.rejected += int(bad.sum())
                 continue
-            fac = torch.where(err == 0, torch.full_like(err, co.facmax),
-                              co.safety * err.clamp_min(1e-300) ** (-co.expo1) * st.err_old ** co.beta)
-            fac = fac.clamp(co.facmin, co.facmax)
-            fac_rej = torch.clamp_min(co.safety * err.clamp_min(1e-300) ** (-co.expo1), co.facmin)
-            fac = torch.where(accept, torch.where(st.rejected, fac.clamp_max(1.0), fac), fac_rej)
+            accept = (err <= 1.0) & ~finished
+            fac = stp.factor(st, err, h, accept)
             stats.accepted += int(accept.sum())
             stats.rejected += int((~accept & ~finished).sum())
         if bool(accept.any()):
@@ -297,10 +328,9 @@ def integrate(f, t_eval: torch.Tensor, y0: torch.Tensor, method: str = "dopri5",
             if tape is not None:
                 _record(tape, st, keep, h, accept, t_new)
             keep = None
-            _commit(f, st, K, y_new, h, accept, t_new, co, out, stats)
+            _commit(f, stp, st, K, y_new, h, accept, t_new, out, stats)
             h_last = h_last.index_put((st.rows,), torch.where(accept, h, h_last[st.rows]))
         with torch.no_grad():
-            st.err_old = torch.where(accept, err.clamp_min(1e-4), st.err_old)
             st.rejected = ~accept & ~finished
             st.h = torch.where(finished, st.h, h * fac)
             finished = finished | (st.idx >= T)
@@ -328,7 +358,7 @@ def _record(tape: Tape, st: Rows, keep, h, accept, t_new) -> None:
     tape.steps.append((keep, h.detach(), accept, t_new.detach()))
 
 
-def _fixed(f, st: Rows, out, co: Coefficients, opts: Options, stats: Stats, tape: Tape | None):
+def _fixed(f, stp, st: Rows, out, opts: Options, stats: Stats, tape: Tape | None):
     """Fixed steps: ``ceil(gap/dt)`` equal steps between consecutive output times of each row."""
     T = st.t_eval.shape[1]
     for j in range(1, T):
@@ -338,30 +368,32 @@ def _fixed(f, st: Rows, out, co: Coefficients, opts: Options, stats: Stats, tape
         for k in range(int(m.max())):
             h = torch.where(k < m, hh, torch.zeros_like(hh))
             t_new = torch.where(k == m - 1, st.t_eval[:, j], st.t + h)
-            K, y_new = _trial(f, st, h, co, stats)
+            K, y_new = stp.trial(f, st, h, stats)
             accept = h > 0
             if tape is not None:
                 _record(tape, st, None, h, accept, t_new)
-            _commit(f, st, K, y_new, h, accept, t_new, co, out, stats)
+            _commit(f, stp, st, K, y_new, h, accept, t_new, out, stats)
             stats.accepted += int(accept.sum())
-            if not bool(torch.isfinite(st.y).all()):
-                i = int((~torch.isfinite(st.y)).any(-1).nonzero()[0, 0])
-                raise NumericalError(f"trajectory {i}: the solution became NaN or infinite at t = {float(st.t[i]):.6g};"
-                                     " try a smaller --dt or an adaptive method")
+            if opts.max_steps and stats.accepted > opts.max_steps * st.y.shape[0]:
+                raise NumericalError(f"more than {opts.max_steps} steps; use a larger dt")
+        if not bool(torch.isfinite(st.y).all()):
+            i = int((~torch.isfinite(st.y)).any(-1).nonzero()[0, 0])
+            raise NumericalError(f"trajectory {i}: the solution became NaN or infinite by t = "
+                                 f"{float(st.t_eval[i, j]):.6g}; try a smaller dt or an adaptive method")
     return out[:T], stats, torch.zeros_like(st.t)
 
 
-def replay(f, method: str, start: Rows, steps: list, out: torch.Tensor) -> Rows:
-    """Repeat recorded steps from ``start`` (with its ``k0`` recomputed): outputs into ``out``, the end state."""
-    co = coefficients(method, start.y.dtype, start.y.device)
+def replay(f, method: str, start: Rows, steps: list, out: torch.Tensor, model=None) -> Rows:
+    """Repeat recorded steps from ``start`` (its ``k0`` recomputed): outputs into ``out``; the end state."""
+    stp = stepper(method, start.y.dtype, start.y.device, model)
     stats = Stats()
     st = Rows(**{f_.name: getattr(start, f_.name) for f_ in fields(start)})
     st.k0 = _call(f, st.t, st.y, st.rows, stats)
     for keep, h, accept, t_new in steps:
         if keep is not None:
             st = st.select(keep)
-        K, y_new = _trial(f, st, h, co, stats)
-        _commit(f, st, K, y_new, h, accept, t_new, co, out, stats)
+        K, y_new = stp.trial(f, st, h, stats)
+        _commit(f, stp, st, K, y_new, h, accept, t_new, out, stats)
     return st
 
 
