@@ -46,6 +46,7 @@ class ContinuousAdjoint(torch.autograd.Function):
         T, B, N = out.shape
         n_p, n_w = p.numel(), sum(w.numel() for w in weights)
         ps = tuple(p.unbind())
+        nets = tm.prepared_nets()
         t0, t_end = t_eval[:, 0], t_eval[:, -1]
         active = torch.ones(B, dtype=out.dtype, device=out.device)
 
@@ -54,7 +55,7 @@ class ContinuousAdjoint(torch.autograd.Function):
             y = z[0, :B * N].reshape(B, N)
             a = z[0, B * N:2 * B * N].reshape(B, N) * active.unsqueeze(-1)
             t_rows = tau.expand(B)
-            f, gy, gp, gw = tm.fn.vjp(t_rows, y, ps, tm.nets, tm.input_values(t_rows), a)
+            f, gy, gp, gw = tm.fn.vjp(t_rows, y, ps, nets, tm.input_values(t_rows), a)
             parts = [(-f * active.unsqueeze(-1)).reshape(-1), gy.reshape(-1)]
             if n_p:
                 parts.append(gp.reshape(-1, n_p).sum(0))

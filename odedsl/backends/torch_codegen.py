@@ -218,7 +218,9 @@ class _Writer:
                 states = [f"y_{i}" for i in range(len(self.gen.model.states))]
                 names = [a.name if isinstance(a, sympy.Symbol) else None for a in args]
                 start = states.index(names[0]) if names and names[0] in states else -1
-                if start >= 0 and names == states[start:start + len(names)]:
+                if names == states:
+                    self.lines.append(f"_x{c.index} = y")
+                elif start >= 0 and names == states[start:start + len(names)]:
                     self.lines.append(f"_x{c.index} = y[..., {start}:{start + len(names)}]")
                 else:
                     self.block([f"_a{c.index}_{i}" for i in range(len(args))], args, f"_s{c.index}_")
@@ -230,7 +232,7 @@ class _Writer:
                 elif keep:
                     self.lines.append(f"_o{c.index}, _k{c.index} = nets[{net}].forward_cached(_x{c.index})  # {c.net}")
                 else:
-                    self.lines.append(f"_o{c.index} = nets[{net}](_x{c.index})  # {c.net}")
+                    self.lines.append(f"_o{c.index} = nets[{net}].forward(_x{c.index})  # {c.net}")
                 n_out = self.gen.model.net(c.net).n_out
                 outs = ", ".join(f"_n{c.index}_{k}" for k in range(n_out))
                 self.lines.append(f"{outs}, = _o{c.index}.unbind(-1)")
@@ -252,6 +254,20 @@ class _Generator:
         calls, placeholder = find_net_calls(exprs)
         return exprs, calls, placeholder
 
+    def batched(self, calls: list[NetCall], placeholder: dict) -> set[sympy.Symbol]:
+        """Symbols that always carry the batch shape: states, and outputs of nets fed with states."""
+        out = {sympy.Symbol(f"y_{i}", real=True) for i in range(len(self.model.states))}
+        for c in sorted(calls, key=lambda c: c.level):
+            if any(a.xreplace(placeholder).free_symbols & out for a in c.args):
+                out |= {s for t, s in placeholder.items() if (t.net, t.args) == (c.net, c.args)}
+        return out
+
+    def stack(self, names: list[str], exprs: list[sympy.Expr], batched: set) -> str:
+        """Stack on a new last axis: plain ``torch.stack`` when every entry has the batch shape."""
+        if exprs and all(e.free_symbols & batched for e in exprs):
+            return f"torch.stack([{', '.join(names)}], -1)"
+        return f"_stack([{', '.join(names)}], _r)"
+
     def head(self, name: str, args: str, doc: str) -> list[str]:
         return [f"def {name}({args}):", f'    """{doc}"""']
 
@@ -267,12 +283,14 @@ class _Generator:
         w.lines.append("_r = y[..., 0]" if "y" in args.split(", ") else "_r = None")
         w.unpack(used)
         w.nets(calls, placeholder, jacobian, keep=False)
-        w.block([f"_e{i}" for i in range(len(exprs))], [e.xreplace(placeholder) for e in exprs], "_c")
+        body = [e.xreplace(placeholder) for e in exprs]
+        w.block([f"_e{i}" for i in range(len(exprs))], body, "_c")
+        batched = self.batched(calls, placeholder)
         if shape is None:
-            w.lines.append(f"return _stack([{', '.join(f'_e{i}' for i in range(len(exprs)))}], _r)")
+            w.lines.append(f"return {self.stack([f'_e{i}' for i in range(len(exprs))], body, batched)}")
         else:
-            rows = [f"_stack([{', '.join(f'_e{i * shape[1] + j}' for j in range(shape[1]))}], _r)"
-                    for i in range(shape[0])]
+            rows = [self.stack([f"_e{i * shape[1] + j}" for j in range(shape[1])],
+                               body[i * shape[1]:(i + 1) * shape[1]], batched) for i in range(shape[0])]
             w.lines.append(f"return torch.stack([{', '.join(rows)}], -2)")
         return "\n".join(self.head(name, args, doc) + ["    " + line for line in w.lines]) + "\n"
 
@@ -295,8 +313,10 @@ class _Generator:
         w.lines.append("_r = y[..., 0]")
         w.unpack(used)
         w.nets(calls, placeholder, jacobian=False, keep=True)
-        w.block([f"_f{i}" for i in range(n)], [e.xreplace(placeholder) for e in exprs], "_c")
-        w.lines.append(f"_f = _stack([{', '.join(f'_f{i}' for i in range(n))}], _r)")
+        body = [e.xreplace(placeholder) for e in exprs]
+        batched = self.batched(calls, placeholder)
+        w.block([f"_f{i}" for i in range(n)], body, "_c")
+        w.lines.append(f"_f = {self.stack([f'_f{i}' for i in range(n)], body, batched)}")
         w.lines.append(f"{', '.join(f'a_{i}' for i in range(n))}, = a.unbind(-1)")
         net_grads = []
         for level in sorted({c.level for c in calls}, reverse=True):
@@ -315,8 +335,10 @@ class _Generator:
                                                                           for j in range(n_p)]
         grads = [_no_delta(total.diff(s)) if s in total.free_symbols else sympy.S.Zero for s in syms]
         w.block([f"_gy{i}" for i in range(n)] + [f"_gp{j}" for j in range(n_p)], grads, "_z")
-        w.lines.append(f"_gy = _stack([{', '.join(f'_gy{i}' for i in range(n))}], _r)")
-        w.lines.append(f"_gp = _stack([{', '.join(f'_gp{j}' for j in range(n_p))}], _r)" if n_p else "_gp = None")
+        batched |= set(a)
+        w.lines.append(f"_gy = {self.stack([f'_gy{i}' for i in range(n)], grads[:n], batched)}")
+        w.lines.append(f"_gp = {self.stack([f'_gp{j}' for j in range(n_p)], grads[n:], batched)}" if n_p
+                       else "_gp = None")
         per_net = {}
         for net, idx in net_grads:
             per_net.setdefault(net, []).append(f"_gw{idx}")
@@ -370,13 +392,13 @@ def generate(model: Model) -> str:
 def module_name(model: Model) -> str:
     """The cache name of the model's torch module: a hash of the generator, the runtime and the model text."""
     import inspect
+    import sys
 
     from odedsl import __version__
     from odedsl.backends import codegen_common, torch_runtime
 
     h = hashlib.sha256(__version__.encode())
-    for mod in (codegen_common, torch_runtime):
+    for mod in (codegen_common, torch_runtime, sys.modules[__name__]):
         h.update(inspect.getsource(mod).encode())
-    h.update(inspect.getsource(_Generator).encode() + inspect.getsource(_Printer).encode())
     h.update(model.source.encode())
     return f"odedsl_torch_{h.hexdigest()[:24]}"

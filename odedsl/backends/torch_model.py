@@ -186,7 +186,7 @@ class TorchModel(nn.Module):
         u = self.input_values(t.expand(y.shape[:-1]).reshape(-1)) if self.model.inputs else None
         if u is not None:
             u = u.reshape(*y.shape[:-1], -1)
-        return self.fn.rhs(t, y, tuple(self.param_values().unbind()), self.nets, u)
+        return self.fn.rhs(t, y, tuple(self.param_values().unbind()), self.prepared_nets(), u)
 
     def observe(self, t, y: torch.Tensor) -> torch.Tensor:
         """The observables at ``(t, y)``, ``(..., n_observables)``."""
@@ -194,7 +194,7 @@ class TorchModel(nn.Module):
         u = self.input_values(t.expand(y.shape[:-1]).reshape(-1)) if self.model.inputs else None
         if u is not None:
             u = u.reshape(*y.shape[:-1], -1)
-        return self.fn.observe(t, y, tuple(self.param_values().unbind()), self.nets, u)
+        return self.fn.observe(t, y, tuple(self.param_values().unbind()), self.prepared_nets(), u)
 
     def initial_values(self, p: torch.Tensor | None = None) -> torch.Tensor:
         """The file's initial values at the current parameters, ``(n_states,)``."""
@@ -241,10 +241,25 @@ class TorchModel(nn.Module):
     def rhs_closure(self, p: torch.Tensor):
         """``f(t, y, rows)`` for the solver core, parameters unpacked once."""
         ps = tuple(p.unbind())
-        fn, nets = self.fn, self.nets
+        fn, nets = self.fn, self.prepared_nets()
         if not self.model.inputs:
-            return lambda t, y, rows: fn.rhs(t, y, ps, nets, None)
-        return lambda t, y, rows: fn.rhs(t, y, ps, nets, self.input_values(t, rows))
+            def f(t, y, rows):
+                return fn.rhs(t, y, ps, nets, None)
+        else:
+            def f(t, y, rows):
+                return fn.rhs(t, y, ps, nets, self.input_values(t, rows))
+        f.autonomous = self.autonomous  # the solver may skip computing stage times
+        return f
+
+    def prepared_nets(self) -> list:
+        """The nets with their weights transposed once (``torch_nets.Prepared``), for one solve."""
+        return [net.prepared() for net in self.nets]
+
+    @property
+    def autonomous(self) -> bool:
+        """The right-hand side does not depend on time (no time symbol, no inputs)."""
+        m = self.model
+        return not m.inputs and not any(m.time in e.free_symbols for e in m.rhs)
 
 
 def _interp(ut: torch.Tensor, uv: torch.Tensor, t: torch.Tensor, rate: bool) -> torch.Tensor:

@@ -94,9 +94,10 @@ class RungeKutta:
         K = [st.k0]
         hc = h.unsqueeze(-1)
         yj = st.y
+        timed = not getattr(f, "autonomous", False)
         for j in range(1, co.stages):
             yj = torch.addcmul(st.y, hc, torch.stack(K, -1) @ co.a[j])
-            K.append(_call(f, torch.add(st.t, h, alpha=co.c[j]), yj, st.rows, stats))
+            K.append(_call(f, torch.add(st.t, h, alpha=co.c[j]) if timed else st.t, yj, st.rows, stats))
         if co.fsal:
             return K, yj
         return K, torch.addcmul(st.y, hc, torch.stack(K, -1) @ co.b)
@@ -239,11 +240,12 @@ def _emit(f, stp, st: Rows, K: list, y_new, h, t_new, moving, out, stats: Stats)
 def _commit(f, stp, st: Rows, K: list, y_new, h, accept, t_new, out, stats: Stats) -> None:
     """Outputs within the step, then the accepting rows move to ``(t_new, y_new)``."""
     _emit(f, stp, st, K, y_new, h, t_new, accept, out, stats)
+    everyone = bool(accept.all())  # the common case: no selection, fewer autograd nodes
     acc = accept.unsqueeze(-1)
-    st.y = torch.where(acc, y_new, st.y)
-    st.t = torch.where(accept, t_new, st.t)
+    st.y = y_new if everyone else torch.where(acc, y_new, st.y)
+    st.t = t_new if everyone else torch.where(accept, t_new, st.t)
     k_next = K[-1] if stp.fsal else _call(f, st.t, st.y, st.rows, stats)
-    st.k0 = torch.where(acc, k_next, st.k0)
+    st.k0 = k_next if everyone else torch.where(acc, k_next, st.k0)
 
 
 def _start(f, stp, t_eval: torch.Tensor, y0: torch.Tensor, opts: Options, stats: Stats):
@@ -341,6 +343,8 @@ def _check(st: Rows, h, bad, finished, opts: Options) -> None:
     """NumericalError for a row that cannot go on: too many steps, or a step too small."""
     tiny = (h < 10 * torch.finfo(h.dtype).eps * st.t.abs().clamp_min(1.0)) & ~finished
     over = (st.steps > opts.max_steps) & ~finished
+    if not bool((tiny | over).any()):
+        return
     for mask, why in ((over, f"more than {opts.max_steps} steps"), (tiny, "the step size became too small")):
         if bool(mask.any()):
             i = int(mask.nonzero()[0, 0])

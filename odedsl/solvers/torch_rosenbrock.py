@@ -46,12 +46,13 @@ class Rosenbrock:
         self.expo = 1.0 / (tab.error_order + 1)
         tm, p = model
         ps = tuple(p.unbind())
+        nets = tm.prepared_nets()
 
         def jac(t, y, rows):
-            return tm.fn.jac(t, y, ps, tm.nets, tm.input_values(t, rows))
+            return tm.fn.jac(t, y, ps, nets, tm.input_values(t, rows))
 
         def dfdt(t, y, rows):
-            return tm.fn.dfdt(t, y, ps, tm.nets, tm.input_values(t, rows), tm.input_values(t, rows, rate=True))
+            return tm.fn.dfdt(t, y, ps, nets, tm.input_values(t, rows), tm.input_values(t, rows, rate=True))
 
         self.jac, self.dfdt = jac, dfdt
 
