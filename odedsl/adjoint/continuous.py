@@ -83,7 +83,7 @@ class ContinuousAdjoint(torch.autograd.Function):
             z = torch.cat([y.reshape(-1), a.reshape(-1), g]).unsqueeze(0)
             span = torch.tensor([[-tau, -nxt]], dtype=out.dtype, device=out.device)
             z_out, _, h_last = integrate(f_aug, span, z, opts, p=p)
-            opts = replace(opts, h0=h_last)
+            opts = replace(opts, h0=h_last if bool((h_last > 0).all()) else None)
             z = z_out[-1, 0]
             y, a = z[:B * N].reshape(B, N), z[B * N:2 * B * N].reshape(B, N)
             g = z[2 * B * N:]

@@ -389,8 +389,7 @@ def generate(model: Model) -> str:
         raise CodegenError(f"model '{model.name}' cannot be compiled for PyTorch: {exc}") from None
 
 
-def module_name(model: Model) -> str:
-    """The cache name of the model's torch module: a hash of the generator, the runtime and the model text."""
+def _generator_hash() -> str:
     import inspect
     import sys
 
@@ -400,5 +399,13 @@ def module_name(model: Model) -> str:
     h = hashlib.sha256(__version__.encode())
     for mod in (codegen_common, torch_runtime, sys.modules[__name__]):
         h.update(inspect.getsource(mod).encode())
-    h.update(model.source.encode())
-    return f"odedsl_torch_{h.hexdigest()[:24]}"
+    return h.hexdigest()
+
+
+#: Taken at import, from the code this process runs (not the file on disk when a model is loaded).
+_GENERATOR_HASH = _generator_hash()
+
+
+def module_name(model: Model) -> str:
+    """The cache name of the model's torch module: a hash of the generator, the runtime and the model text."""
+    return f"odedsl_torch_{hashlib.sha256((_GENERATOR_HASH + model.source).encode()).hexdigest()[:24]}"

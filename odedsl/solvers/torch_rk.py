@@ -237,10 +237,14 @@ def _emit(f, stp, st: Rows, K: list, y_new, h, t_new, moving, out, stats: Stats)
             return
 
 
-def _commit(f, stp, st: Rows, K: list, y_new, h, accept, t_new, out, stats: Stats) -> None:
-    """Outputs within the step, then the accepting rows move to ``(t_new, y_new)``."""
+def _commit(f, stp, st: Rows, K: list, y_new, h, accept, t_new, out, stats: Stats, everyone: bool | None = None) -> None:
+    """Outputs within the step, then the accepting rows move to ``(t_new, y_new)``.
+
+    ``everyone``: every row accepted (known to the caller, or found here): no selection, fewer autograd nodes.
+    """
     _emit(f, stp, st, K, y_new, h, t_new, accept, out, stats)
-    everyone = bool(accept.all())  # the common case: no selection, fewer autograd nodes
+    everyone = bool(accept.all()) if everyone is None else everyone
+    st.h_acc = h if everyone else torch.where(accept, h, st.h_acc)
     acc = accept.unsqueeze(-1)
     st.y = y_new if everyone else torch.where(acc, y_new, st.y)
     st.t = t_new if everyone else torch.where(accept, t_new, st.t)
@@ -298,44 +302,50 @@ def integrate(f, t_eval: torch.Tensor, y0: torch.Tensor, method: str = "dopri5",
     st, out = _start(f, stp, t_eval, y0, opts, stats)
     if stp.kind == "fixed":
         return _fixed(f, stp, st, out, opts, stats, tape)
-    h_last = st.h.clone()
     T = t_eval.shape[1]
+    h_last = torch.zeros_like(st.h)  # per original row: its last accepted step (the adjoint's next first step)
     finished = st.idx >= T
+    n_done = int(finished.sum())  # one host sync per iteration for the loop's bookkeeping, one for acceptance
     keep = None
-    while not bool(finished.all()):
-        if opts.compact and 2 * int(finished.sum()) >= finished.numel() and st.y.shape[0] > 1:
+    while n_done < finished.numel():
+        if opts.compact and 2 * n_done >= finished.numel() and n_done:
             keep = ~finished
-            st, finished = st.select(keep), finished[keep]
+            h_last[st.rows[finished]] = st.h_acc[finished]
+            st, finished, n_done = st.select(keep), finished[keep], 0
         with torch.no_grad():
             last = st.t + 1.01 * st.h >= st.t_end
             h = torch.where(finished, torch.zeros_like(st.h), torch.where(last, st.t_end - st.t, st.h))
         K, y_new = stp.trial(f, st, h, stats)
         err = stp.error(st, K, y_new, h, opts)
         stats.iterations += 1
+        running = finished.numel() - n_done
         with torch.no_grad():
             bad = ~torch.isfinite(err)
+            accept = (err <= 1.0) & ~finished
+            n_acc = int(accept.sum())
             st.steps = st.steps + (~finished).long()
-            _check(st, h, bad, finished, opts)
-            if bool(bad.any()):  # discard the whole trial: see the module docstring
+            if n_acc < running or stats.iterations % 32 == 0:
+                _check(st, h, bad, finished, opts)
+            if n_acc < running and bool(bad.any()):  # discard the whole trial: see the module docstring
                 st.h = torch.where(bad, 0.25 * h, st.h)
                 st.rejected = st.rejected | bad
                 stats.rejected += int(bad.sum())
                 continue
-            accept = (err <= 1.0) & ~finished
             fac = stp.factor(st, err, h, accept)
-            stats.accepted += int(accept.sum())
-            stats.rejected += int((~accept & ~finished).sum())
-        if bool(accept.any()):
+            stats.accepted += n_acc
+            stats.rejected += running - n_acc
+        if n_acc:
             t_new = torch.where(last, st.t_end, st.t + h)
             if tape is not None:
                 _record(tape, st, keep, h, accept, t_new)
             keep = None
-            _commit(f, stp, st, K, y_new, h, accept, t_new, out, stats)
-            h_last = h_last.index_put((st.rows,), torch.where(accept, h, h_last[st.rows]))
+            _commit(f, stp, st, K, y_new, h, accept, t_new, out, stats, everyone=n_acc == finished.numel())
         with torch.no_grad():
             st.rejected = ~accept & ~finished
             st.h = torch.where(finished, st.h, h * fac)
             finished = finished | (st.idx >= T)
+            n_done = int(finished.sum())
+    h_last[st.rows] = st.h_acc
     return out[:T], stats, h_last
 
 

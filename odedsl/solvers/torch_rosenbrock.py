@@ -114,6 +114,5 @@ class Rosenbrock:
         fac = torch.where(have, torch.minimum(fac, pred.clamp(m.facmin, m.facmax)), fac)
         fac = torch.where(st.rejected, fac.clamp_max(1.0), fac)
         rej = torch.clamp_min(m.safety * e ** (-self.expo), m.facmin)
-        st.h_acc = torch.where(accept, h, st.h_acc)
         st.err_old = torch.where(accept, err.clamp_min(1e-2), st.err_old)
         return torch.where(accept, fac, rej)
