@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy
+from sympy.printing.pycode import PythonCodePrinter
 
 from odedsl.errors import OdedslError
 from odedsl.model import Model
@@ -90,3 +91,42 @@ def input_rates(model: Model, exprs: list[sympy.Expr]) -> list[sympy.Expr]:
                 total += e.diff(u) * v
         out.append(total)
     return out
+
+
+class BasePrinter(PythonCodePrinter):
+    """SymPy's Python printer as both backends need it: strict (an unknown construct fails at
+    generation, not at run time), numbers as Python floats, small integer powers as repeated
+    products; ``SQRT`` names the backend's square root."""
+
+    SQRT = "math.sqrt"
+
+    def __init__(self) -> None:
+        super().__init__({"strict": True, "fully_qualified_modules": True})
+
+    def _print_Float(self, e):
+        return repr(float(e))
+
+    def _print_Rational(self, e):
+        return repr(float(e))
+
+    def _print_Integer(self, e):
+        return f"{int(e)}.0"
+
+    def _print_Pow(self, e, rational=False):
+        base, exp = e.args
+        prec = sympy.printing.precedence.PRECEDENCE["Pow"]
+        if exp.is_Integer and 0 < abs(int(exp)) <= 64:
+            n = int(exp)
+            text = f"{self.parenthesize(base, prec)}**{abs(n)}"
+            return text if n > 0 else f"1.0/({text})"
+        if exp == sympy.S.Half:
+            return f"{self.SQRT}({self._print(base)})"
+        if exp == -sympy.S.Half:
+            return f"1.0/{self.SQRT}({self._print(base)})"
+        return self._print_other_Pow(e, rational)
+
+    def _print_other_Pow(self, e, rational):
+        return super()._print_Pow(e, rational=rational)
+
+    def _print_NeuralTerm(self, e):
+        raise CodegenError(f"internal: unreplaced neural term {e}")

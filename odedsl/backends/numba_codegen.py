@@ -14,18 +14,15 @@ the input samples (times and values) interpolated inside the function.
 from __future__ import annotations
 
 import sympy
-from sympy.printing.pycode import PythonCodePrinter
 
-from odedsl.backends.codegen_common import CodegenError, NetCall, code_symbols, find_net_calls, input_rates
+from odedsl.backends.codegen_common import (BasePrinter, CodegenError, NetCall, code_symbols, find_net_calls,
+                                            input_rates)
 from odedsl.model import Model
 from odedsl.nets import ACTIVATION_CODES, layouts
 
 
-class _Printer(PythonCodePrinter):
-    """SymPy's Python printer with odedsl's functions; strict, so anything unknown fails here."""
-
-    def __init__(self) -> None:
-        super().__init__({"strict": True, "fully_qualified_modules": True})
+class _Printer(BasePrinter):
+    """The shared printer with odedsl's functions as the compiled kernels' scalar helpers."""
 
     def _print_sigmoid(self, e):
         return f"_sigmoid({self._print(e.args[0])})"
@@ -42,30 +39,6 @@ class _Printer(PythonCodePrinter):
 
     def _print_sign(self, e):
         return f"_sign({self._print(e.args[0])})"
-
-    def _print_Float(self, e):
-        return repr(float(e))
-
-    def _print_Rational(self, e):
-        return repr(float(e))
-
-    def _print_Integer(self, e):
-        return f"{int(e)}.0"
-
-    def _print_Pow(self, e, rational=False):
-        base, exp = e.args
-        if exp.is_Integer and 0 < abs(int(exp)) <= 64:
-            n = int(exp)
-            text = f"{self.parenthesize(base, sympy.printing.precedence.PRECEDENCE['Pow'])}**{abs(n)}"
-            return text if n > 0 else f"1.0/({text})"
-        if exp == sympy.S.Half:
-            return f"math.sqrt({self._print(base)})"
-        if exp == -sympy.S.Half:
-            return f"1.0/math.sqrt({self._print(base)})"
-        return super()._print_Pow(e, rational=rational)
-
-    def _print_NeuralTerm(self, e):
-        raise CodegenError(f"internal: unreplaced neural term {e}")
 
 
 class _FunctionWriter:

@@ -30,9 +30,9 @@ from __future__ import annotations
 import hashlib
 
 import sympy
-from sympy.printing.pycode import PythonCodePrinter
 
-from odedsl.backends.codegen_common import CodegenError, NetCall, code_symbols, find_net_calls, input_rates
+from odedsl.backends.codegen_common import (BasePrinter, CodegenError, NetCall, code_symbols, find_net_calls,
+                                            input_rates)
 from odedsl.model import Model
 
 
@@ -49,11 +49,13 @@ _FUNCS = {
 }
 
 
-class _Printer(PythonCodePrinter):
-    """SymPy's Python printer, writing torch calls; strict, so anything unknown fails at generation."""
+class _Printer(BasePrinter):
+    """The shared printer, writing torch calls."""
+
+    SQRT = "torch.sqrt"
 
     def __init__(self) -> None:
-        super().__init__({"strict": True, "fully_qualified_modules": True})
+        super().__init__()
         self.known_functions = dict(_FUNCS)
 
     def _print(self, expr, **kwargs):
@@ -123,32 +125,12 @@ class _Printer(PythonCodePrinter):
     def _print_BooleanFalse(self, e):
         return "False"
 
-    def _print_Float(self, e):
-        return repr(float(e))
-
-    def _print_Rational(self, e):
-        return repr(float(e))
-
-    def _print_Integer(self, e):
-        return f"{int(e)}.0"
-
-    def _print_Pow(self, e, rational=False):
+    def _print_other_Pow(self, e, rational):
         base, exp = e.args
-        prec = sympy.printing.precedence.PRECEDENCE["Pow"]
-        if exp.is_Integer and 0 < abs(int(exp)) <= 64:
-            n = int(exp)
-            text = f"{self.parenthesize(base, prec)}**{abs(n)}"
-            return text if n > 0 else f"1.0/({text})"
-        if exp == sympy.S.Half:
-            return f"torch.sqrt({self._print(base)})"
-        if exp == -sympy.S.Half:
-            return f"torch.rsqrt({self._print(base)})"
         if base == sympy.E:
             return f"torch.exp({self._print(exp)})"
+        prec = sympy.printing.precedence.PRECEDENCE["Pow"]
         return f"{self.parenthesize(base, prec)}**{self.parenthesize(exp, prec)}"
-
-    def _print_NeuralTerm(self, e):
-        raise CodegenError(f"internal: unreplaced neural term {e}")
 
 
 def guard_branches(e: sympy.Expr) -> sympy.Expr:

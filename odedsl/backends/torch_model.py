@@ -182,19 +182,18 @@ class TorchModel(nn.Module):
 
     def forward(self, t, y: torch.Tensor) -> torch.Tensor:
         """dy/dt for a batch ``y`` of shape ``(..., n_states)`` at time ``t``."""
-        t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
-        u = self.input_values(t.expand(y.shape[:-1]).reshape(-1)) if self.model.inputs else None
-        if u is not None:
-            u = u.reshape(*y.shape[:-1], -1)
-        return self.fn.rhs(t, y, tuple(self.param_values().unbind()), self.prepared_nets(), u)
+        return self._pointwise(self.fn.rhs, t, y)
 
     def observe(self, t, y: torch.Tensor) -> torch.Tensor:
         """The observables at ``(t, y)``, ``(..., n_observables)``."""
+        return self._pointwise(self.fn.observe, t, y)
+
+    def _pointwise(self, fn, t, y: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
-        u = self.input_values(t.expand(y.shape[:-1]).reshape(-1)) if self.model.inputs else None
-        if u is not None:
-            u = u.reshape(*y.shape[:-1], -1)
-        return self.fn.observe(t, y, tuple(self.param_values().unbind()), self.prepared_nets(), u)
+        u = None
+        if self.model.inputs:
+            u = self.input_values(t.expand(y.shape[:-1]).reshape(-1)).reshape(*y.shape[:-1], -1)
+        return fn(t, y, tuple(self.param_values().unbind()), self.prepared_nets(), u)
 
     def initial_values(self, p: torch.Tensor | None = None) -> torch.Tensor:
         """The file's initial values at the current parameters, ``(n_states,)``."""
