@@ -73,6 +73,12 @@ class _Printer(BasePrinter):
             return f"{_FUNCS[name]}({', '.join(self._print(a) for a in e.args)})"
         return super()._print_Function(e)
 
+    def _print_sign(self, e):
+        return f"torch.sign({self._print(e.args[0])})"
+
+    def _print_Abs(self, e):
+        return f"torch.abs({self._print(e.args[0])})"
+
     def _print_gmask(self, e):
         return f"_gmask({self._print(e.args[0])}, {self._print(e.args[1])})"
 
@@ -206,8 +212,8 @@ class _Writer:
                     self.lines.append(f"_x{c.index} = y[..., {start}:{start + len(names)}]")
                 else:
                     self.block([f"_a{c.index}_{i}" for i in range(len(args))], args, f"_s{c.index}_")
-                    items = ", ".join(f"_t(_a{c.index}_{i}, _r)" for i in range(len(args)))
-                    self.lines.append(f"_x{c.index} = torch.stack([{items}], -1)")
+                    items = ", ".join(f"_a{c.index}_{i}" for i in range(len(args)))
+                    self.lines.append(f"_x{c.index} = _stack([{items}], _r)")
                 net = self.gen.net_index[c.net]
                 if jacobian:
                     self.lines.append(f"_o{c.index}, _j{c.index} = nets[{net}].jacobian(_x{c.index})  # {c.net}")
@@ -307,9 +313,9 @@ class _Generator:
                 outs = [sympy.Symbol(f"_n{c.index}_{k}", real=True) for k in range(n_out)]
                 w.block([f"_co{c.index}_{k}" for k in range(n_out)], [_no_delta(total.diff(o)) for o in outs],
                         f"_b{c.index}_")
-                cot = ", ".join(f"_t(_co{c.index}_{k}, _r)" for k in range(n_out))
+                cot = ", ".join(f"_co{c.index}_{k}" for k in range(n_out))
                 net = self.net_index[c.net]
-                w.lines.append(f"_gx{c.index}, _gw{c.index} = nets[{net}].vjp(_k{c.index}, torch.stack([{cot}], -1))")
+                w.lines.append(f"_gx{c.index}, _gw{c.index} = nets[{net}].vjp(_k{c.index}, _stack([{cot}], _r))")
                 gs = ", ".join(f"_g{c.index}_{i}" for i in range(len(c.args)))
                 w.lines.append(f"{gs}, = _gx{c.index}.unbind(-1)")
                 net_grads.append((net, c.index))

@@ -43,7 +43,7 @@ def _to_raw(value: float, lo: float, hi: float) -> float:
         z = x + math.log(-math.expm1(-x)) if x > 0 else -_Z_MAX  # inverse softplus
     else:
         z = value
-    return max(-_Z_MAX, min(_Z_MAX, z)) if kind else z
+    return max(-_Z_MAX, min(_Z_MAX, z)) if kind == _BOTH else z
 
 
 class TorchModel(nn.Module):
@@ -92,7 +92,7 @@ class TorchModel(nn.Module):
         """Every parameter's value (declaration order), differentiable in ``raw``."""
         z, k = self.raw, self._kinds
         both = self._lo + self._span * torch.sigmoid(z)
-        soft = torch.nn.functional.softplus(z)
+        soft = torch.clamp_min(z, 0.0) + torch.log1p(torch.exp(-torch.abs(z)))  # exact, unlike F.softplus
         value = torch.where(k == _BOTH, both, torch.where(k == _LOWER, self._lo + soft,
                                                           torch.where(k == _UPPER, self._hi - soft, z)))
         return torch.cat([value, self.fixed_values])[self._order]
@@ -106,7 +106,10 @@ class TorchModel(nn.Module):
         """Set parameters by name (fixed ones too); a value outside its bounds is a ``UsageError``."""
         fixed = [p for p in self.model.params if p.fixed]
         for name, value in values.items():
-            p = self.model.param(name)
+            try:
+                p = self.model.param(name)
+            except KeyError as exc:
+                raise UsageError(exc.args[0]) from None
             if not p.lower <= value <= p.upper:
                 raise UsageError(f"parameter '{name}' = {value} is outside its bounds [{p.lower}, {p.upper}]")
             if p.fixed:
@@ -125,13 +128,13 @@ class TorchModel(nn.Module):
     def set_weights(self, flat) -> None:
         flat = torch.as_tensor(np.asarray(flat, dtype=float) if not torch.is_tensor(flat) else flat,
                                dtype=self.dtype, device=self.device)
+        sizes = [sum(p.numel() for p in net.parameters()) for net in self.nets]
+        if flat.ndim != 1 or flat.numel() != sum(sizes):
+            raise UsageError(f"expected a vector of {sum(sizes)} net weights, got shape {tuple(flat.shape)}")
         pos = 0
-        for net in self.nets:
-            n = sum(p.numel() for p in net.parameters())
+        for net, n in zip(self.nets, sizes):
             net.load_flat(flat[pos:pos + n])
             pos += n
-        if pos != flat.numel():
-            raise UsageError(f"expected {pos} net weights, got {flat.numel()}")
 
     # -- inputs -------------------------------------------------------------------------
 
