@@ -22,6 +22,7 @@ BENCHMARKS = ROOT / "benchmarks"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -98,3 +99,70 @@ def test_solver_benchmark_pieces_are_correct():
         eps = 1e-7
         fd = np.column_stack([(rhs(0, y + eps * e) - rhs(0, y - eps * e)) / (2 * eps) for e in np.eye(len(y))])
         np.testing.assert_allclose(jac(0, y), fd, rtol=1e-6, atol=1e-3)
+
+
+def _torch_training():
+    pytest.importorskip("torch")
+    return _load("torch_training")
+
+
+def test_torch_training_peer_vector_fields_are_the_odedsl_models():
+    """The peers solve the same problems: the hand-written modules equal odedsl's, weight for weight."""
+    import torch
+
+    tt = _torch_training()
+    gen = torch.Generator().manual_seed(1)
+    tm = odedsl.load(tt.UDE_FILE).to_torch(dtype=torch.float64)
+    p = tm.params()
+    func = tt.LotkaVolterraUDE(tt.sequential_like(tm.nets[0]), p["alpha"], p["delta"])
+    y = torch.rand(7, 2, generator=gen, dtype=torch.float64) * 5
+    torch.testing.assert_close(func(0.0, y), tm(0.0, y), rtol=1e-12, atol=1e-12)
+    for path in (tt.NODE_FILE, tt.SPIRAL_FILE):
+        tm = odedsl.load(path).to_torch(dtype=torch.float64)
+        n = len(tm.model.states)
+        y = torch.randn(5, n, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(tt.NeuralODE(tt.sequential_like(tm.nets[0]))(0.0, y), tm(0.0, y),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_torch_training_script_runs_without_peers(monkeypatch, capsys, tmp_path):
+    """CI has neither torchdiffeq nor torchode: the script then measures odedsl alone."""
+    tt = _torch_training()
+    monkeypatch.setattr(tt, "peers", dict)
+    out = tmp_path / "torch_training.json"
+    assert tt.main(["--quick", "--only", "ude", "--threads", "0", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Not installed, skipped: torchdiffeq, torchode." in text
+    rows = json.loads(out.read_text())["ude"]["tables"]["float64"]
+    assert list(rows) == ["odedsl backprop", "odedsl checkpoint", "odedsl adjoint"]
+    assert all(r["calls_fwd"] > 0 and r["error"] < 1e-4 for r in rows.values())
+    assert rows["odedsl checkpoint"]["d_weights"] < 1e-10  # the same discrete gradient as backprop
+    assert rows["odedsl adjoint"]["d_weights"] < 1e-4
+
+
+def test_torch_training_script_smoke(capsys, tmp_path):
+    """A quick run against the peers: every tool runs, and all agree on the loss and its gradients."""
+    tt = _torch_training()
+    pytest.importorskip("torchdiffeq")
+    pytest.importorskip("torchode")
+    out = tmp_path / "torch_training.json"
+    assert tt.main(["--quick", "--threads", "0", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| tool | gradient |" in text and "peer / odedsl" in text
+    result = json.loads(out.read_text())
+    tools = ["odedsl backprop", "odedsl checkpoint", "odedsl adjoint", "torchdiffeq odeint",
+             "torchdiffeq odeint_adjoint", "torchode"]
+    ude = result["ude"]["tables"]["float64"]
+    assert list(ude) == tools
+    for r in ude.values():
+        assert r["d_loss"] < 1e-4 and r["d_alpha"] < 1e-4 and r["d_weights"] < 1e-4, r
+        assert r["calls_fwd"] > 0 and r["wall_s"] > 0
+    assert ude["torchdiffeq odeint"]["ratio"] > 0
+    node = result["node"]["rows"]
+    assert list(node) == tools
+    for name, r in node.items():
+        assert r["d_loss"] < 1e-4 and r["d_weights"] < 1e-3, (name, r)  # float32
+        assert r["saved_bytes"] >= 0 and r["saved_peak_bytes"] >= r["saved_bytes"]
+    # backprop keeps every step's graph; the adjoints only their inputs and outputs
+    assert node["odedsl backprop"]["saved_bytes"] > 10 * node["odedsl adjoint"]["saved_bytes"]
+    assert "spiral" in result

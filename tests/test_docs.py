@@ -22,6 +22,7 @@ def test_doc_sessions_run(path, monkeypatch):
 def test_docs_link_targets_exist():
     for path in [*DOCS, ROOT / "README.md"]:
         text = path.read_text()
-        for target in ("docs/language.md", "docs/cli.md", "docs/python-api.md", "docs/performance.md"):
+        for target in ("docs/language.md", "docs/cli.md", "docs/python-api.md", "docs/performance.md",
+                       "docs/tutorial-torch.md"):
             if f"]({target})" in text:
                 assert (ROOT / target).exists(), f"{path.name} links to missing {target}"

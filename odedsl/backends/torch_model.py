@@ -192,10 +192,20 @@ class TorchModel(nn.Module):
         return self._pointwise(self.fn.observe, t, y)
 
     def _pointwise(self, fn, t, y: torch.Tensor) -> torch.Tensor:
+        if y.dtype != self.dtype:
+            raise UsageError(f"y has dtype {y.dtype} but the model computes in {self.dtype}; convert y, or the "
+                             f"model with .to({y.dtype})")
         t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
         u = None
         if self.model.inputs:
-            u = self.input_values(t.expand(y.shape[:-1]).reshape(-1)).reshape(*y.shape[:-1], -1)
+            rows = None
+            per_row = [ut.shape[0] for ut, _ in self._inputs or [] if ut.ndim == 2]
+            if per_row:  # inputs given per trajectory: the trajectory axis is y's last batch axis
+                if y.ndim < 2 or y.shape[-2] != per_row[0]:
+                    raise UsageError(f"the inputs were given for {per_row[0]} trajectories: y must have shape "
+                                     f"(..., {per_row[0]}, n_states); got {tuple(y.shape)}")
+                rows = torch.arange(per_row[0], device=y.device).expand(y.shape[:-1]).reshape(-1)
+            u = self.input_values(t.expand(y.shape[:-1]).reshape(-1), rows).reshape(*y.shape[:-1], -1)
         return fn(t, y, tuple(self.param_values().unbind()), self.prepared_nets(), u)
 
     def initial_values(self, p: torch.Tensor | None = None) -> torch.Tensor:

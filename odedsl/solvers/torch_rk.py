@@ -324,7 +324,7 @@ def integrate(f, t_eval: torch.Tensor, y0: torch.Tensor, method: str = "dopri5",
             accept = (err <= 1.0) & ~finished
             n_acc = int(accept.sum())
             st.steps = st.steps + (~finished).long()
-            if n_acc < running or stats.iterations % 32 == 0:
+            if n_acc < running or stats.iterations % 32 == 0 or stats.iterations > opts.max_steps:
                 _check(st, h, bad, finished, opts)
             if n_acc < running and bool(bad.any()):  # discard the whole trial: see the module docstring
                 st.h = torch.where(bad, 0.25 * h, st.h)
@@ -355,12 +355,17 @@ def _check(st: Rows, h, bad, finished, opts: Options) -> None:
     over = (st.steps > opts.max_steps) & ~finished
     if not bool((tiny | over).any()):
         return
-    for mask, why in ((over, f"more than {opts.max_steps} steps"), (tiny, "the step size became too small")):
+    for mask, why, detail in (
+            (over, f"more than {opts.max_steps} steps", "the problem may be stiff (try method='rodas5p') or need a "
+             "larger max_steps"),
+            (tiny, "the step size became too small", "the solution may blow up there, or the problem is stiff "
+             "(try method='rodas5p') or discontinuous")):
         if bool(mask.any()):
             i = int(mask.nonzero()[0, 0])
             row, t = int(st.rows[i]), float(st.t[i])
-            detail = "the solution became NaN or infinite; check the parameters and initial values" if bool(bad[i]) \
-                else "the problem may be stiff (try method='rodas5p') or the tolerances too tight"
+            if bool(bad[i]):
+                detail = "the solution became NaN or infinite; check the parameters and initial values, or the " \
+                    "model may blow up in finite time"
             raise NumericalError(f"trajectory {row}: {why} at t = {t:.6g}; {detail}")
 
 
@@ -414,6 +419,8 @@ def replay(f, method: str, start: Rows, steps: list, out: torch.Tensor, model=No
 def grid(t_eval, batch: int, dtype: torch.dtype, device) -> torch.Tensor:
     """``t_eval`` as a ``(batch, T)`` tensor, checked: finite, non-decreasing, at least one time."""
     t = torch.as_tensor(t_eval, dtype=dtype, device=device)
+    if t.numel() == 0:
+        raise ValueError("t_eval is empty: give at least one output time")
     if t.ndim == 1:
         t = t.unsqueeze(0).expand(batch, -1)
     if t.ndim != 2 or t.shape[0] != batch or t.shape[1] == 0:
