@@ -352,19 +352,21 @@ class _Generator:
             self.simple("dfdt", "t, y, p, nets, u, v", input_rates(m, m.rhs),
                         "partial d rhs / d t, including the inputs' rates of change v."),
             self.simple("observe", "t, y, p, nets, u", [o.expr for o in m.observables], "The observables at (t, y)."),
-            self.init(),
+            self.of_params("init", m.initial_values, "Initial values from the parameters, shape (n,)."),
+            self.of_params("noise_scales", [o.noise.args[0] if o.noise else sympy.S.One for o in m.observables],
+                           "Each observable's noise scale (its SIGMA; 1 without a noise model)."),
         ]
         return "\n\n".join(parts)
 
-    def init(self) -> str:
-        exprs, _, _ = self.prepare(self.model.initial_values)
+    def of_params(self, name: str, exprs: list[sympy.Expr], doc: str) -> str:
+        """A function of the parameters only: ``name(p, p_ref)`` -> ``(len(exprs),)``."""
+        exprs, _, _ = self.prepare(exprs)
         w = _Writer(self)
         w.lines.append("_r = p_ref")
         w.unpack(set().union(*(e.free_symbols for e in exprs)) if exprs else set())
         w.block([f"_e{i}" for i in range(len(exprs))], exprs, "_c")
         w.lines.append(f"return _stack([{', '.join(f'_e{i}' for i in range(len(exprs)))}], _r)")
-        return "\n".join(self.head("init", "p, p_ref", "Initial values from the parameters, shape (n,).")
-                         + ["    " + line for line in w.lines]) + "\n"
+        return "\n".join(self.head(name, "p, p_ref", doc) + ["    " + line for line in w.lines]) + "\n"
 
 
 def generate(model: Model) -> str:
