@@ -2,7 +2,7 @@
 
     bash benchmarks/setup_env.sh                 # once: .venv-bench with the peers
     .venv-bench/bin/python benchmarks/torch_training.py [--quick] [--repeats N] [--only ude|node|spiral]
-                                                        [--json OUT]
+                                                        [--threads N] [--json OUT]
 
 One *iteration* is what a training step costs before the optimiser: solve, MSE
 loss against a fixed target, ``backward()``. Every tool solves the same problem
@@ -24,31 +24,54 @@ Problems:
    float32. The target is the Lotka–Volterra solution the UDE should learn
    (alpha = 1.3, beta = 0.9, gamma = 0.8, delta = 1.8, the file's initial values).
    odedsl with each gradient mode (backprop, checkpoint, adjoint) and every peer.
-   The loss and its gradient with respect to alpha and the net weights are
-   compared with odedsl backprop (relative differences, max-norm for the weights);
-   in float64 they should agree to ~1e-4 or better (adjoint and backprop differ at
-   the level of the tolerance). A tight-tolerance line (rtol = atol = 1e-10)
-   checks odedsl against torchdiffeq without the discretisation error.
 2. ``node``: a neural ODE, dz/dt = f(z), f an MLP 64->256->256->64 (tanh)
-   (benchmarks/models/neural_ode_64.ode), batch 512, float32, t in [0, 1], 5 outputs,
-   rtol = atol = 1e-6. Throughput (trajectories per second of solve + backward)
-   and memory: the bytes of the tensors the autograd graph saves for backward
-   (``torch.autograd.graph.saved_tensors_hooks``, storages counted once, parameters
-   not counted; a custom ``autograd.Function`` that keeps state outside
-   ``save_for_backward`` - odedsl's checkpoint tape - is not seen), and the growth
-   of the process's peak RSS during one iteration (glibc's mmap threshold fixed at
-   64 KiB first, so freed tensors go back to the system; measured after all
-   timings). On CUDA: ``torch.cuda.max_memory_allocated``.
+   (benchmarks/models/neural_ode_64.ode), batch 512 of random initial values,
+   float32, t in [0, 1], 5 outputs, rtol = atol = 1e-6: throughput (trajectories
+   per second of solve + backward) and memory.
 3. ``spiral``: the spiral neural ODE (models/spiral_neural_ode.ode, MLP 2->50->2
-   tanh), batch 4096, float32, on CUDA only (skipped without CUDA), t in [0, 10],
-   11 outputs, rtol = atol = 1e-6.
+   tanh), batch 4096 of initial values drawn from N(0, 2²), float32, on
+   CUDA only (skipped without CUDA), t in [0, 10], 11 outputs, rtol = atol = 1e-6.
 
-Times are medians over the repeats after one warm-up iteration per tool; the tools
-take turns (one iteration each per round), so load from other processes spreads
-over all of them. "peer / odedsl" is a peer's time over odedsl's in the matching
-gradient mode (backprop for odeint and torchode, adjoint for odeint_adjoint):
-above 1, odedsl is faster. "f calls" counts calls of the vector field (batched
-calls, whatever the number of rows) in the forward and in the backward pass.
+Columns:
+
+- times are medians over the repeats after one warm-up iteration per tool; the
+  tools take turns (one iteration each per round), so load from other processes
+  spreads over all of them. On CPU both the wall-clock and the CPU time of the
+  process are given, and ratios use CPU time: with one torch thread (the default,
+  ``--threads``) it is the work done, which other processes on a shared machine
+  change much less than the wall-clock time. (With two threads on a 2-core machine
+  that another process is using, OpenMP's parallel regions stall: a 512x256 tanh
+  took 16x longer than with one thread.) On CUDA: wall-clock time.
+- "peer / odedsl": a peer's time over odedsl's in the matching gradient mode
+  (backprop for odeint and torchode, adjoint for odeint_adjoint); above 1, odedsl
+  is faster.
+- "f calls": calls of the vector field (batched calls, whatever the number of
+  rows) in the forward and in the backward pass (odedsl: the generated ``rhs``
+  and ``vjp``).
+- "solution error": max |y - y_ref| / max |y_ref| over the outputs, y_ref
+  solved by odedsl in float64 at rtol = atol = 1e-11 with the same weights: the
+  accuracy each tool buys with its calls.
+- "rel. diff": the loss and its gradients with respect to alpha and the net
+  weights (max-norm) against odedsl backprop. In float64 they should agree to
+  ~1e-4 or better; they differ at the level of the tolerance (different step
+  sequences; adjoint against backprop). For the UDE in float64, a line at
+  rtol = atol = 1e-10 checks odedsl against torchdiffeq without the
+  discretisation error.
+- "saved for backward": the bytes of the tensors autograd saves for backward
+  (``torch.autograd.graph.saved_tensors_hooks``; each storage once, however many
+  views of it are saved; parameters not counted), held at the end of the forward
+  pass, and the peak over the iteration, which also sees the graphs built inside
+  ``backward`` (odedsl's checkpoint replays, torchdiffeq's adjoint VJPs). State a
+  custom ``autograd.Function`` keeps outside ``save_for_backward`` (odedsl's
+  checkpoint tape) and the solvers' working tensors are not counted.
+- "peak RSS growth" (CPU, Linux): the growth of the process's peak RSS during one
+  iteration, measured in a child process in which glibc maps every allocation of
+  64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_``), so a freed tensor leaves
+  the RSS. It counts everything (working tensors too) plus some allocator noise
+  (a few MiB). Not measured with ``--quick``. On CUDA instead:
+  ``torch.cuda.max_memory_allocated`` above the memory allocated before the
+  iteration.
+
 Peers that are not installed are skipped. The results are printed as markdown.
 """
 
@@ -58,7 +81,6 @@ import argparse
 import contextlib
 import gc
 import json
-import math
 import os
 import platform
 import shlex
@@ -67,18 +89,18 @@ import subprocess
 import sys
 import time
 import weakref
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's odedsl first
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
-import odedsl  # noqa: E402
+import odedsl
 
 UDE_FILE = ROOT / "models" / "lotka_volterra_ude.ode"
 NODE_FILE = ROOT / "benchmarks" / "models" / "neural_ode_64.ode"
@@ -111,8 +133,8 @@ def versions() -> dict[str, str]:
             out[name] = "not installed"
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                             check=False, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, check=False,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         out["commit"] = (rev + (" (modified)" if dirty else "")) if rev else "?"
     except (OSError, subprocess.SubprocessError):
@@ -257,7 +279,7 @@ def peer_tools(func: nn.Module, t, y0, tol: float, found: dict, alpha: bool = Fa
                           params, grads, counting))
         tools.append(Tool("torchdiffeq odeint_adjoint", "adjoint",
                           lambda: tdq.odeint_adjoint(func, y0, t, rtol=tol, atol=tol, method="dopri5",
-                                                     adjoint_options=dict(norm="seminorm")),
+                                                     adjoint_options={"norm": "seminorm"}),
                           params, grads, counting))
     if "torchode" in found:
         to = found["torchode"]
@@ -293,58 +315,91 @@ def iteration(tool: Tool, target: torch.Tensor) -> torch.Tensor:
     return loss.detach()
 
 
-def time_tools(tools: list[Tool], target, repeats: int) -> dict[str, float]:
-    """Median seconds per iteration; one warm-up each, then the tools take turns."""
-    samples: dict[str, list[float]] = {tool.name: [] for tool in tools}
+def time_tools(tools: list[Tool], target, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds per iteration; one warm-up each, then the tools take turns."""
+    samples: dict[str, list[tuple[float, float]]] = {tool.name: [] for tool in tools}
     for tool in tools:
         iteration(tool, target)
     _sync(target.device)
     for _ in range(repeats):
         for tool in tools:
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             iteration(tool, target)
             _sync(target.device)
-            samples[tool.name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
+            samples[tool.name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+            for name, s in samples.items()}
 
 
-def counted_iteration(tool: Tool, target) -> dict:
-    """One iteration counting vector-field calls: loss, gradients, calls in the forward and backward pass."""
+def counted_iteration(tool: Tool, target, reference: torch.Tensor | None = None) -> dict:
+    """One iteration counting vector-field calls: loss, gradients, calls in the forward and backward pass,
+    and the solution's error (max-norm, relative) against ``reference``."""
     for p in tool.params:
         p.grad = None
     with tool.counting() as calls:
-        loss = (tool.solve() - target).square().mean()
+        ys = tool.solve()
+        loss = (ys - target).square().mean()
         fwd = calls()
         loss.backward()
         bwd = calls() - fwd
-    return {"loss": float(loss), "calls_fwd": fwd, "calls_bwd": bwd, **tool.grads()}
+    out = {"loss": loss.item(), "calls_fwd": fwd, "calls_bwd": bwd, **tool.grads()}
+    if reference is not None:
+        out["error"] = rel(ys.detach().to(reference.dtype), reference)
+    return out
 
 
-def saved_tensor_bytes(tool: Tool, target) -> int:
-    """Bytes of the tensors autograd saves for backward and still holds after the forward pass.
+@torch.no_grad()
+def reference_solution(tm, t, y0, tol: float = 1e-11) -> torch.Tensor:
+    """The same problem solved in float64 at a tight tolerance (odedsl, the same weights and parameters)."""
+    ref = tm.model.to_torch(dtype=torch.float64, device=t.device)
+    ref.set_weights(tm.weights().double())
+    ref.raw.copy_(tm.raw)
+    return ref.solve(t.double(), y0=None if y0 is None else y0.double(), method="dopri5", rtol=tol, atol=tol)
 
-    Storages are counted once (views share them); parameters are not counted. A saved
-    tensor whose graph was dropped during the forward pass (a rejected step) is not counted.
+
+def saved_tensor_bytes(tool: Tool, target) -> tuple[int, int]:
+    """Bytes of the tensors autograd saves for backward: (held at the end of the forward pass, peak).
+
+    Every tensor a graph saves (``saved_tensors_hooks``) counts from when it is saved until
+    it is freed, its storage once however many views of it are saved; parameters do not
+    count. The peak is over the whole iteration, so graphs built inside ``backward`` count
+    too (odedsl's checkpoint replays, torchdiffeq's adjoint VJPs), and a graph dropped during
+    the forward pass (a rejected step) stops counting when it is dropped.
     """
     exclude = {p.untyped_storage().data_ptr() for p in tool.params}
-    packed: list = []
+    live: dict[int, list[int]] = {}  # storage address -> [saved tensors alive, bytes]
+    now, peak = [0], [0]
+
+    def release(ptr: int) -> None:
+        entry = live.get(ptr)
+        if entry is not None:
+            entry[0] -= 1
+            if entry[0] == 0:
+                now[0] -= entry[1]
+                del live[ptr]
 
     def pack(x):
+        x = x.detach()  # not x itself: a saved output holding its own grad_fn would be a reference cycle
         if x.layout == torch.strided:
-            s = x.untyped_storage()
-            if s.data_ptr() not in exclude:
-                packed.append((weakref.ref(x), s.data_ptr(), s.nbytes()))
+            storage = x.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr and ptr not in exclude:
+                entry = live.setdefault(ptr, [0, storage.nbytes()])
+                if entry[0] == 0:
+                    now[0] += entry[1]
+                    peak[0] = max(peak[0], now[0])
+                entry[0] += 1
+                weakref.finalize(x, release, ptr)
         return x
 
     for p in tool.params:
         p.grad = None
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
         loss = (tool.solve() - target).square().mean()
-    gc.collect()
-    live = {ptr: n for ref, ptr, n in packed if ref() is not None}
-    total = sum(live.values())
-    loss.backward()
-    return total
+        gc.collect()
+        at_end = now[0]
+        loss.backward()
+    return at_end, peak[0]
 
 
 def _proc_status(key: str) -> int | None:
@@ -367,36 +422,6 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-_MMAP_FIXED = False
-
-
-def _fix_mmap_threshold() -> bool:
-    """Large allocations through mmap, returned to the system when freed (glibc), so RSS follows live tensors."""
-    global _MMAP_FIXED
-    if not _MMAP_FIXED:
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL("libc.so.6")
-            _MMAP_FIXED = bool(libc.mallopt(-3, 64 * 1024))  # M_MMAP_THRESHOLD
-        except (OSError, AttributeError):
-            return False
-    return _MMAP_FIXED
-
-
-def peak_rss_growth(tool: Tool, target) -> int | None:
-    """Peak RSS during one iteration minus the RSS before it (Linux with glibc only; None elsewhere)."""
-    if not _fix_mmap_threshold():
-        return None
-    gc.collect()
-    if not _reset_peak_rss():
-        return None
-    base = _proc_status("VmRSS")
-    iteration(tool, target)
-    peak = _proc_status("VmHWM")
-    return None if base is None or peak is None else max(peak - base, 0)
-
-
 def cuda_peak_bytes(tool: Tool, target) -> int:
     gc.collect()
     torch.cuda.synchronize()
@@ -412,6 +437,31 @@ def rel(a, b) -> float:
     if isinstance(a, torch.Tensor):
         return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
     return abs(a - b) / max(abs(b), 1e-300)
+
+
+def measure(tools: list[Tool], target, repeats: int, batch: int | None = None,
+            reference: torch.Tensor | None = None) -> dict[str, dict]:
+    """Per tool: median wall and CPU seconds, the ratio to its odedsl counterpart, calls, loss, gradients.
+
+    Ratios use CPU time on CPU (with one torch thread it is the work done, and other
+    processes on the machine change it much less than the wall-clock time), wall time on CUDA.
+    """
+    times = time_tools(tools, target, repeats)
+    on_cpu = target.device.type == "cpu"
+    rows = {}
+    for tool in tools:
+        wall, cpu = times[tool.name]
+        row = {"gradient": tool.gradient, "wall_s": wall, "cpu_s": cpu if on_cpu else None,
+               "vs": tool.counterpart}
+        if batch:
+            row["traj_per_s"] = batch / wall
+        rows[tool.name] = {**row, **counted_iteration(tool, target, reference)}
+    key = "cpu_s" if on_cpu else "wall_s"
+    for row in rows.values():
+        if row["vs"] in rows:
+            row["ratio"] = row[key] / rows[row["vs"]][key]
+    compare(rows, "odedsl backprop")
+    return rows
 
 
 def compare(rows: dict[str, dict], ref: str) -> None:
@@ -441,7 +491,8 @@ def lv_target(t: np.ndarray, y0: np.ndarray) -> np.ndarray:
     return solve_ivp(f, (t[0], t[-1]), y0, t_eval=t, method="DOP853", rtol=1e-12, atol=1e-12).y.T
 
 
-def ude_tools(dtype, tol: float, found: dict, with_odedsl_modes=("backprop", "checkpoint", "adjoint")):
+def ude_tools(dtype, tol: float, found: dict, with_odedsl_modes=("backprop", "checkpoint", "adjoint"),
+              reference: bool = True):
     tm = odedsl.load(UDE_FILE).to_torch(dtype=dtype)
     t = torch.linspace(0.0, 5.0, 21, dtype=dtype)
     y0 = tm.initial_values().detach()
@@ -450,25 +501,19 @@ def ude_tools(dtype, tol: float, found: dict, with_odedsl_modes=("backprop", "ch
     func = LotkaVolterraUDE(sequential_like(tm.nets[0]), params["alpha"], params["delta"])
     tools = odedsl_tools(tm, t, None, tol, with_odedsl_modes, alpha="alpha")
     tools += peer_tools(func, t, y0, tol, found, alpha=True)
-    return tools, target
+    return tools, target, reference_solution(tm, t, None) if reference else None
 
 
 def bench_ude(args, found: dict) -> dict:
     repeats = args.repeats or (1 if args.quick else 15)
     out: dict = {"repeats": repeats, "tables": {}}
     for dtype in (torch.float64,) if args.quick else (torch.float64, torch.float32):
-        tools, target = ude_tools(dtype, UDE_TOL, found)
-        times = time_tools(tools, target, repeats)
-        rows = {tool.name: {"gradient": tool.gradient, "s": times[tool.name], "vs": tool.counterpart,
-                            **counted_iteration(tool, target)} for tool in tools}
-        compare(rows, "odedsl backprop")
-        for row in rows.values():
-            if row["vs"]:
-                row["ratio"] = row["s"] / rows[row["vs"]]["s"]
+        tools, target, ref = ude_tools(dtype, UDE_TOL, found)
+        rows = measure(tools, target, repeats, reference=ref)
         out["tables"][str(dtype).removeprefix("torch.")] = rows
     if not args.quick and "torchdiffeq" in found:  # agreement without the discretisation error
         tight = 1e-10
-        tools, target = ude_tools(torch.float64, tight, found, ("backprop",))
+        tools, target, _ = ude_tools(torch.float64, tight, found, ("backprop",), reference=False)
         res = {tool.name: counted_iteration(tool, target) for tool in tools if tool.name in
                ("odedsl backprop", "torchdiffeq odeint")}
         compare(res, "odedsl backprop")
@@ -477,11 +522,11 @@ def bench_ude(args, found: dict) -> dict:
     return out
 
 
-# -- problems 2 and 3: neural ODEs --------------------------------------------------------------------------------------
+# -- problems 2 and 3: neural ODEs -------------------------------------------------------------------------------
 
 
 def node_tools(path: Path, batch: int, t_end: float, n_out: int, dtype, device, tol: float, found: dict,
-               y0_scale: float = 1.0):
+               y0_scale: float = 1.0, reference: bool = True):
     tm = odedsl.load(path).to_torch(dtype=dtype, device=device)
     n = len(tm.model.states)
     gen = torch.Generator().manual_seed(0)
@@ -490,32 +535,75 @@ def node_tools(path: Path, batch: int, t_end: float, n_out: int, dtype, device, 
     target = torch.randn(n_out, batch, n, generator=gen, dtype=dtype).to(device)
     func = NeuralODE(sequential_like(tm.nets[0]))
     tools = odedsl_tools(tm, t, Y0, tol) + peer_tools(func, t, Y0, tol, found)
-    return tools, target
+    return tools, target, reference_solution(tm, t, Y0) if reference else None
 
 
-def bench_neural(tools, target, repeats: int, batch: int) -> dict:
-    device = target.device
-    times = time_tools(tools, target, repeats)
-    rows = {tool.name: {"gradient": tool.gradient, "s": times[tool.name], "traj_per_s": batch / times[tool.name],
-                        "vs": tool.counterpart, **counted_iteration(tool, target)} for tool in tools}
-    compare(rows, "odedsl backprop")
-    for row in rows.values():
-        if row["vs"]:
-            row["ratio"] = row["s"] / rows[row["vs"]]["s"]
-    for tool in tools:  # memory last: the fixed mmap threshold would slow the timings
-        rows[tool.name]["saved_bytes"] = saved_tensor_bytes(tool, target)
-        if device.type == "cuda":
-            rows[tool.name]["cuda_peak_bytes"] = cuda_peak_bytes(tool, target)
+def bench_neural(tools, target, reference, repeats: int, batch: int, rss: dict | None) -> dict:
+    rows = measure(tools, target, repeats, batch, reference)
+    for tool in tools:
+        row = rows[tool.name]
+        row["saved_bytes"], row["saved_peak_bytes"] = saved_tensor_bytes(tool, target)
+        if target.device.type == "cuda":
+            row["cuda_peak_bytes"] = cuda_peak_bytes(tool, target)
         else:
-            rows[tool.name]["rss_growth_bytes"] = peak_rss_growth(tool, target)
+            row["rss_growth_bytes"] = (rss or {}).get(tool.name)
     return rows
+
+
+def node_problem(args, found: dict, reference: bool = True):
+    batch = 16 if args.quick else 512
+    return (*node_tools(NODE_FILE, batch, 1.0, 5, torch.float32, "cpu", NODE_TOL, found, 1.0, reference), batch)
+
+
+def spiral_problem(args, found: dict, reference: bool = True):
+    batch = 256 if args.quick else 4096
+    return (*node_tools(SPIRAL_FILE, batch, 10.0, 11, torch.float32, args.spiral_device, SPIRAL_TOL, found, 2.0,
+                        reference), batch)
+
+
+PROBLEMS = {"node": node_problem, "spiral": spiral_problem}
+
+
+def rss_probe(args) -> None:
+    """(In a child process) the peak RSS growth of one iteration of each tool, as JSON on stdout."""
+    tools, target, _, _ = PROBLEMS[args.rss_probe](args, peers(), reference=False)
+    for tool in tools:  # warm-up: first calls allocate what stays (kernels, caches)
+        iteration(tool, target)
+    out = {}
+    for tool in tools:
+        for p in tool.params:
+            p.grad = None
+        gc.collect()
+        if not _reset_peak_rss():
+            break
+        base = _proc_status("VmRSS")
+        iteration(tool, target)
+        peak = _proc_status("VmHWM")
+        out[tool.name] = None if base is None or peak is None else max(peak - base, 0)
+    print(json.dumps(out))
+
+
+def rss_growth(args, section: str) -> dict:
+    """Peak RSS growth per tool, measured in a child process whose glibc maps every allocation of 64 KiB
+    or more on its own (``MALLOC_MMAP_THRESHOLD_``), so freed tensors leave the RSS and the growth
+    follows the live tensors rather than what the allocator kept; Linux only ({} elsewhere)."""
+    if args.quick or not Path("/proc/self/clear_refs").exists():  # --quick: no second process
+        return {}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-probe", section, "--threads", str(args.threads),
+           "--spiral-device", args.spiral_device] + (["--quick"] if args.quick else [])
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
+        return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {}
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return {}
 
 
 def bench_node(args, found: dict) -> dict:
     repeats = args.repeats or (1 if args.quick else 7)
-    batch = 16 if args.quick else 512
-    tools, target = node_tools(NODE_FILE, batch, 1.0, 5, torch.float32, "cpu", NODE_TOL, found)
-    return {"repeats": repeats, "batch": batch, "rows": bench_neural(tools, target, repeats, batch)}
+    tools, target, ref, batch = node_problem(args, found)
+    rss = rss_growth(args, "node")
+    return {"repeats": repeats, "batch": batch, "rows": bench_neural(tools, target, ref, repeats, batch, rss)}
 
 
 def bench_spiral(args, found: dict) -> dict:
@@ -523,11 +611,11 @@ def bench_spiral(args, found: dict) -> dict:
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         return {"skipped": "CUDA is not available"}
     repeats = args.repeats or (1 if args.quick else 7)
-    batch = 256 if args.quick else 4096
-    tools, target = node_tools(SPIRAL_FILE, batch, 10.0, 11, torch.float32, device, SPIRAL_TOL, found, 2.0)
+    tools, target, ref, batch = spiral_problem(args, found)
+    rss = rss_growth(args, "spiral") if torch.device(device).type == "cpu" else None
     name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else platform.processor()
-    return {"repeats": repeats, "batch": batch, "device": f"{device} ({name})",
-            "rows": bench_neural(tools, target, repeats, batch)}
+    return {"repeats": repeats, "batch": batch, "device": f"{device} ({name})" if name else device,
+            "rows": bench_neural(tools, target, ref, repeats, batch, rss)}
 
 
 # -- report -----------------------------------------------------------------------------------------------------------
@@ -541,6 +629,10 @@ def _fmt_mib(x) -> str:
     return "–" if x is None else f"{x / MIB:,.1f}"
 
 
+def _fmt_ms(r) -> str:
+    return f"{r['wall_s'] * 1e3:,.1f}" + ("" if r.get("cpu_s") is None else f" / {r['cpu_s'] * 1e3:,.1f}")
+
+
 def _ratio(row) -> str:
     return f"**{row['ratio']:.2f}×** vs {row['vs']}" if row.get("ratio") is not None else "–"
 
@@ -548,20 +640,20 @@ def _ratio(row) -> str:
 def markdown_ude(res: dict) -> list[str]:
     lines = []
     for dtype, rows in res["tables"].items():
-        lines += [f"### Lotka–Volterra UDE, one training iteration, {dtype}", "",
-                  "| tool | gradient | ms / iteration | peer / odedsl | f calls fwd + bwd | loss rel. diff |"
-                  " dL/dα rel. diff | dL/dW rel. diff |",
-                  "|---|---|---:|---|---:|---:|---:|---:|"]
+        lines += [f"### Lotka–Volterra UDE, one training iteration, {dtype} (median of {res['repeats']})", "",
+                  ("| tool | gradient | ms / iteration (wall / CPU) | peer / odedsl | f calls fwd + bwd |"
+                   " solution error | loss rel. diff | dL/dα rel. diff | dL/dW rel. diff |"),
+                  "|---|---|---:|---|---:|---:|---:|---:|---:|"]
         for name, r in rows.items():
-            lines.append(f"| {name} | {r['gradient']} | {r['s'] * 1e3:.1f} | {_ratio(r)} | "
-                         f"{r['calls_fwd']} + {r['calls_bwd']} | {_fmt_rel(r['d_loss'])} | "
-                         f"{_fmt_rel(r.get('d_alpha'))} | {_fmt_rel(r['d_weights'])} |")
+            lines.append(f"| {name} | {r['gradient']} | {_fmt_ms(r)} | {_ratio(r)} | "
+                         f"{r['calls_fwd']} + {r['calls_bwd']} | {_fmt_rel(r.get('error'))} | "
+                         f"{_fmt_rel(r['d_loss'])} | {_fmt_rel(r.get('d_alpha'))} | {_fmt_rel(r['d_weights'])} |")
         lines.append("")
     if "tight" in res:
         tt = res["tight"]
-        lines += [f"At rtol = atol = {tt['tol']:g} (float64, backprop), odedsl and torchdiffeq `odeint` agree to "
-                  f"{_fmt_rel(tt['d_loss'])} (loss), {_fmt_rel(tt['d_alpha'])} (dL/dα), "
-                  f"{_fmt_rel(tt['d_weights'])} (dL/dW, max-norm).", ""]
+        lines += [(f"At rtol = atol = {tt['tol']:g} (float64, backprop), odedsl and torchdiffeq `odeint` agree to "
+                   f"{_fmt_rel(tt['d_loss'])} (loss), {_fmt_rel(tt['d_alpha'])} (dL/dα) and "
+                   f"{_fmt_rel(tt['d_weights'])} (dL/dW, max-norm)."), ""]
     return lines
 
 
@@ -571,18 +663,27 @@ def markdown_neural(title: str, res: dict) -> list[str]:
     rows = res["rows"]
     cuda = any("cuda_peak_bytes" in r for r in rows.values())
     mem = "CUDA peak MiB" if cuda else "peak RSS growth MiB"
-    lines = [f"### {title}", "",
-             f"| tool | gradient | ms / iteration | trajectories / s | peer / odedsl | f calls fwd + bwd | "
-             f"saved for backward MiB | {mem} | loss rel. diff | dL/dW rel. diff |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    ms = "ms / iteration" if cuda else "ms / iteration (wall / CPU)"
+    lines = [f"### {title} (median of {res['repeats']})", "",
+             (f"| tool | gradient | {ms} | trajectories / s | peer / odedsl | f calls fwd + bwd | "
+             f"saved for backward MiB, end of fwd / peak | {mem} | solution error | loss rel. diff | "
+             "dL/dW rel. diff |"),
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in rows.items():
         m = r.get("cuda_peak_bytes") if cuda else r.get("rss_growth_bytes")
-        saved = _fmt_mib(r["saved_bytes"]) + (" (+ tape)" if r["gradient"] == "checkpoint" else "")
-        lines.append(f"| {name} | {r['gradient']} | {r['s'] * 1e3:.1f} | {r['traj_per_s']:,.0f} | {_ratio(r)} | "
-                     f"{r['calls_fwd']} + {r['calls_bwd']} | {saved} | {_fmt_mib(m)} | "
+        lines.append(f"| {name} | {r['gradient']} | {_fmt_ms(r)} | {r['traj_per_s']:,.0f} | {_ratio(r)} | "
+                     f"{r['calls_fwd']} + {r['calls_bwd']} | {_fmt_mib(r['saved_bytes'])} / "
+                     f"{_fmt_mib(r['saved_peak_bytes'])} | {_fmt_mib(m)} | {_fmt_rel(r.get('error'))} | "
                      f"{_fmt_rel(r['d_loss'])} | {_fmt_rel(r['d_weights'])} |")
     lines.append("")
     return lines
+
+
+def _load() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average ?"
 
 
 def main(argv=None) -> int:
@@ -591,11 +692,21 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, help="timed iterations per tool (default: 15 ude, 7 node and spiral)")
     ap.add_argument("--only", choices=("ude", "node", "spiral"), action="append",
                     help="run only this problem (may be given more than once)")
-    ap.add_argument("--spiral-device", default="cuda", help=argparse.SUPPRESS)  # for trying the spiral on CPU
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: see the module docstring; 0 keeps torch's default)")
+    ap.add_argument("--spiral-device", default="cuda", help=argparse.SUPPRESS)  # to try the spiral on CPU
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--rss-probe", choices=tuple(PROBLEMS), help=argparse.SUPPRESS)  # the child of rss_growth
     args = ap.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         ap.error("--repeats must be at least 1")
+    if args.threads < 0:
+        ap.error("--threads must be at least 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.rss_probe:
+        rss_probe(args)
+        return 0
     only = args.only or ["ude", "node", "spiral"]
     found = peers()
     info = versions()
@@ -603,14 +714,15 @@ def main(argv=None) -> int:
     command = " ".join(shlex.quote(a) for a in [exe, *sys.argv])
     lines = ["## Torch backend: training iterations against torchdiffeq and torchode", "",
              f"Command: `{command}`", "",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in info.items())
-             + f"; {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, {platform.machine()}"
-             + (f", CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA"), ""]
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".", "",
+             f"Machine: {os.cpu_count()} CPUs ({platform.machine()}), {torch.get_num_threads()} torch thread(s), "
+             + (f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no CUDA")
+             + f"; {_load()} at the start.", ""]
     missing = [p for p in ("torchdiffeq", "torchode") if p not in found]
     if missing:
         lines += [f"Not installed, skipped: {', '.join(missing)}.", ""]
     print("\n".join(lines), flush=True)
-    results: dict = {"command": command, "versions": info}
+    results: dict = {"command": command, "versions": info, "threads": torch.get_num_threads()}
     sections = {
         "ude": (bench_ude, markdown_ude),
         "node": (bench_node, lambda r: markdown_neural(
@@ -618,6 +730,7 @@ def main(argv=None) -> int:
         "spiral": (bench_spiral, lambda r: markdown_neural(
             f"Spiral neural ODE, batch {r.get('batch', 4096)}, float32, {r.get('device', 'CUDA')}", r)),
     }
+    start = time.perf_counter()
     for name in ("ude", "node", "spiral"):
         if name not in only:
             continue
@@ -625,6 +738,7 @@ def main(argv=None) -> int:
         res = bench(args, found)
         results[name] = res
         print("\n".join(render(res)), flush=True)
+    print(f"Total {time.perf_counter() - start:.0f} s; {_load()} at the end.")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=_jsonable))
     return 0
