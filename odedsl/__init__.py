@@ -13,7 +13,7 @@ from odedsl.model import Model
 
 __version__ = "0.1.0"
 
-__all__ = ["InputError", "Model", "ModelError", "NumericalError", "OdedslError", "UsageError", "load", "loads",
+__all__ = ["InputError", "Model", "ModelError", "NumericalError", "OdedslError", "UsageError", "load", "load_fit", "loads",
            "__version__"]
 
 
@@ -54,3 +54,14 @@ def loads(text: str | bytes, name: str = "<string>") -> Model:
     else:
         text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     return compile_model(text, name)
+
+
+def load_fit(directory: str | Path, model: Model | None = None):
+    """A fit saved by ``odedsl fit`` or ``FitResult.save``: a ``FitResult`` ready to ``simulate``.
+
+    ``model`` defaults to the model file the fit recorded. Raises ``InputError`` for a
+    folder that is not a fit of that model.
+    """
+    from odedsl.fit.result import load_fit as _load_fit
+
+    return _load_fit(directory, model)

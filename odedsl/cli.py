@@ -104,6 +104,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise UsageError(f"--t-end ({args.t_end:g}) must be after --t-start ({args.t_start:g})")
         t_eval = np.linspace(args.t_start, args.t_end, args.n)
     params, y0 = {}, {}
+    weights = None
+    if args.params:
+        fitted = odedsl.load_fit(args.params, model)
+        params, weights = dict(fitted.params), fitted.weights if fitted.weights.size else None
     states = {s.name for s in model.states}
     names = {p.name for p in model.params}
     for name, value in args.set or []:
@@ -126,7 +130,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             ok = ~np.isnan(cols[time_col]) & ~np.isnan(cols[u.name])
             inputs[u.name] = (cols[time_col][ok], cols[u.name][ok])
     sol = model.simulate(t_eval, params=params, y0=y0, method=args.method, rtol=args.rtol, atol=args.atol,
-                         dt=args.dt, inputs=inputs, max_steps=args.max_steps)
+                         dt=args.dt, inputs=inputs, max_steps=args.max_steps, weights=weights)
     header = [model.time.name, *sol.names]
     table = np.column_stack([sol.t, sol.y])
     if args.observables and model.observables:
@@ -233,7 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--observables", action="store_true", help="also output the observables")
     sim.add_argument("--out", metavar="FILE.csv", help="write the trajectory as CSV (header: time, then states)")
     sim.add_argument("--plot", metavar="FILE.png", help="plot every state against time")
+    sim.add_argument("--params", metavar="DIR", help="use the parameters and weights of the fit saved in DIR")
     sim.set_defaults(run=cmd_simulate)
+
+    from odedsl.fit.cli import add_parser as add_fit
+
+    add_fit(sub, fmt, _float, _positive_int)
     return p
 
 

@@ -267,6 +267,24 @@ class Model:
 
         return TorchModel(self, dtype=dtype or torch.float64, device=device, seed=seed)
 
+    def fit(self, data, out=None, resume: bool = False, progress=None, **settings):
+        """Fit the parameters (and neural terms) to ``data``, a CSV path or a pandas DataFrame.
+
+        ``settings`` are those of ``odedsl.fit.run.Settings`` (``method``, ``rtol``,
+        ``atol``, ``max_iters``, ``lr``, ``gradient``, ``seed``, ``device``, ``l2``,
+        ``optimizer``, ``time_col``, ``experiment_col``, ``y0_from_data``, ...).
+        ``out`` is a folder for checkpoints (``resume`` continues from it). Returns a
+        ``FitResult`` (``.params``, ``.loss``, ``.history``, ``.simulate``, ``.save``).
+        """
+        from odedsl.errors import UsageError
+        from odedsl.fit.run import Settings, fit
+
+        try:
+            config = Settings(**settings)
+        except TypeError as exc:
+            raise UsageError(f"unknown fit setting: {exc}") from None
+        return fit(self, data, config, out=out, resume=resume, progress=progress)
+
     def simulate(self, t_eval, params=None, y0=None, method: str = "dopri5", rtol: float = 1e-6,
                  atol: float = 1e-8, **options):
         """Integrate the model on the CPU and return a ``Solution`` at the times ``t_eval``.

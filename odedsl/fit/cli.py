@@ -1,0 +1,127 @@
+"""``odedsl fit``: the command line of the fitting loop, with its progress bar and its folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+GRADIENTS = ("backprop", "adjoint", "checkpoint")
+
+
+def add_parser(sub, fmt, number, positive_int) -> None:
+    from odedsl.solvers.methods import method_names
+
+    f = sub.add_parser(
+        "fit", help="fit a model's parameters and neural terms to data", formatter_class=fmt,
+        description="Fit MODEL to the data in DATA (a CSV: see docs/data.md). A model without neural terms is "
+                    "fitted by bounded least squares with exact sensitivities (and gets standard errors); a "
+                    "hybrid model by Adam then L-BFGS on the Torch backend. The results go to --out DIR; "
+                    "checkpoints too, so --resume DIR continues an interrupted fit.",
+        epilog="examples:\n  odedsl fit models/hare_lynx.ode models/data/hare_lynx.csv\n"
+               "  odedsl fit models/lotka_volterra_ude.ode models/data/lotka_volterra_ude.csv --max-iters 500\n"
+               "  odedsl fit models/sir.ode models/data/sir_boarding_school_1978.csv --out sir-fit\n\n"
+               "writes: params.json, weights.npz, history.csv, fit.png, loss.png\n"
+               "exit codes: 0 ok, 1 bad model or data file, 2 usage error, 3 the fit could not proceed, "
+               "130 interrupted (resume with --resume DIR)",
+    )
+    f.add_argument("model", metavar="MODEL", help=".ode file")
+    f.add_argument("data", metavar="DATA", help="CSV data file (docs/data.md)")
+    f.add_argument("--out", metavar="DIR", help="output folder (default: fit-<model name>)")
+    f.add_argument("--max-iters", type=positive_int, metavar="N",
+                   help="least squares: model evaluations (default 200); Adam: iterations (default 300)")
+    f.add_argument("--polish-iters", type=int, metavar="N", help="L-BFGS iterations after Adam (default 100; 0: none)")
+    f.add_argument("--lr", type=number, default=1e-2, metavar="LR", help="Adam's learning rate (default 0.01)")
+    f.add_argument("--method", default="dopri5", choices=method_names(), metavar="M",
+                   help="integration method (default dopri5)")
+    f.add_argument("--rtol", type=number, default=1e-6, metavar="R", help="relative tolerance (default 1e-6)")
+    f.add_argument("--atol", type=number, default=1e-8, metavar="A", help="absolute tolerance (default 1e-8)")
+    f.add_argument("--gradient", choices=GRADIENTS, default="backprop",
+                   help="how gradients get through the solver (Adam only; default backprop)")
+    f.add_argument("--optimizer", choices=("auto", "least-squares", "adam"), default="auto",
+                   help="default auto: least squares without neural terms, else Adam + L-BFGS")
+    f.add_argument("--seed", type=int, default=0, help="seed of the nets' initial weights (default 0)")
+    f.add_argument("--device", choices=("cpu", "cuda"), help="Torch device for Adam (default cpu)")
+    f.add_argument("--l2", type=number, default=0.0, metavar="L", help="L2 penalty on the neural weights")
+    f.add_argument("--time-col", metavar="NAME", help="the data's time column (default: the model's time name)")
+    f.add_argument("--experiment-col", metavar="NAME",
+                   help="column splitting the rows into experiments (default: 'experiment' when present)")
+    f.add_argument("--y0-from-data", action="store_true",
+                   help="start each experiment from the data's values of the states that have a column")
+    f.add_argument("--resume", metavar="DIR", help="continue the fit saved in DIR")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(run=cmd_fit)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import odedsl
+    from odedsl.errors import UsageError
+    from odedsl.fit import optimise
+    from odedsl.fit.report import table, write_outputs
+    from odedsl.fit.run import Settings, fit
+
+    model = odedsl.load(args.model)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here (use --device cpu)")
+    out = Path(args.resume or args.out or f"fit-{model.name}")
+    if args.resume and not out.is_dir():
+        raise UsageError(f"--resume {out}: no such folder")
+    settings = Settings(method=args.method, rtol=args.rtol, atol=args.atol, max_iters=args.max_iters,
+                        polish_iters=args.polish_iters, lr=args.lr, gradient=args.gradient, seed=args.seed,
+                        device=args.device, l2=args.l2, optimizer=args.optimizer, time_col=args.time_col,
+                        experiment_col=args.experiment_col, y0_from_data=args.y0_from_data)
+    bar = _Progress(enabled=not args.quiet)
+    try:
+        with bar:
+            result = fit(model, args.data, settings, out=out, resume=bool(args.resume), progress=bar.update,
+                         report=bar.start)
+    except optimise.Interrupted as exc:
+        write_outputs(exc.result, out)
+        print(f"interrupted: the best result so far is in {out}/; continue with --resume {out}", file=sys.stderr)
+        return 130
+    for w in result.data.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    written = write_outputs(result, out)
+    print(table(result))
+    print(f"{result.message}")
+    print(f"wrote {', '.join(p.name for p in written)} to {out}/")
+    return 0
+
+
+class _Progress:
+    """A rich progress bar: iteration, loss, best loss, elapsed and remaining time (on stderr)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+        self.total = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start(self, kind: str, why: str) -> None:
+        print(f"optimizer: {kind} ({why})", file=sys.stderr)
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("fit"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]}  best {task.fields[best]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                                 transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("fit", total=None, loss="-", best="-")
+
+    def update(self, iteration: int, loss: float, best: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=iteration, loss=f"{loss:.4g}", best=f"{best:.4g}")

@@ -1,0 +1,125 @@
+"""A finished fit: its values, how it got there, and its folder on disk.
+
+The folder holds ``params.json`` (every parameter's fitted value under
+``params``, with the starting values, the loss, the settings and the odedsl
+version), ``weights.npz`` (the nets' flat weight vector, ``odedsl.nets``
+layout; NumPy's format, read without pickle), ``history.csv``, ``fit.png`` and
+``loss.png``, and while the fit runs its ``checkpoint.npz``. ``load_fit`` reads
+the first two back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from odedsl.errors import InputError, UsageError
+from odedsl.model import Model
+
+PARAMS, WEIGHTS, HISTORY = "params.json", "weights.npz", "history.csv"
+
+
+@dataclass
+class FitResult:
+    """What ``Model.fit`` returns and ``odedsl fit`` writes."""
+
+    model: Model
+    params: dict[str, float]
+    weights: np.ndarray
+    loss: float
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    initial: dict[str, float] = field(default_factory=dict)
+    stderr: dict[str, float] | None = None
+    corr: np.ndarray | None = None
+    settings: dict = field(default_factory=dict)
+    message: str = ""
+    data: object = field(default=None, repr=False)  # the Dataset fitted, when known
+
+    def simulate(self, t_eval, **options):
+        """Simulate the fitted model (its parameters and weights) on the Numba backend."""
+        return self.model.simulate(t_eval, params=self.params, weights=self.weights if self.weights.size else None,
+                                   **options)
+
+    def table(self) -> list[tuple[str, float, float, float | None]]:
+        """(name, initial, fitted, standard error or None) for every fitted parameter."""
+        return [(p.name, self.initial.get(p.name, p.value), self.params[p.name],
+                 None if self.stderr is None else self.stderr.get(p.name)) for p in self.model.fitted_params]
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``params.json``, ``weights.npz`` and ``history.csv`` into ``directory`` (created)."""
+        from odedsl import __version__
+        from odedsl.io.table import write_csv
+
+        d = Path(directory)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the output folder {d}: {exc.strerror}") from None
+        doc = {
+            "model": self.model.name, "model_file": self.model.filename, "odedsl_version": __version__,
+            "params": self.params, "initial": self.initial, "loss": _finite(self.loss),
+            "stderr": self.stderr, "settings": self.settings, "message": self.message,
+            "correlation": None if self.corr is None else [[_finite(v) for v in row] for row in self.corr.tolist()],
+        }
+        _atomic_text(d / PARAMS, json.dumps(doc, indent=2) + "\n")
+        with (d / WEIGHTS).open("wb") as fh:
+            np.savez(fh, weights=np.asarray(self.weights, dtype=float))
+        write_csv(d / HISTORY, ["iteration", "loss", "seconds"], np.array(self.history, dtype=float).reshape(-1, 3))
+        return d
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def load_fit(directory: str | Path, model: Model | None = None) -> FitResult:
+    """A saved fit; ``model`` defaults to the model file the fit recorded.
+
+    Raises ``InputError`` for a folder without a readable ``params.json``, or whose
+    parameters or weights do not match the model.
+    """
+    import odedsl
+
+    d = Path(directory)
+    path = d / PARAMS
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        params = {str(k): float(v) for k, v in doc["params"].items()}
+    except FileNotFoundError:
+        raise InputError(f"{d}: not a fit folder (no {PARAMS})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{path}: not a readable fit result ({exc})") from None
+    if model is None:
+        model = odedsl.load(doc.get("model_file", ""))
+    names = {p.name for p in model.params}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise InputError(f"{path}: parameter {', '.join(unknown)} is not in model '{model.name}'; was the fit made "
+                         "with another model?")
+    weights = np.zeros(0)
+    if (d / WEIGHTS).exists():
+        try:
+            with np.load(d / WEIGHTS, allow_pickle=False) as z:
+                weights = np.asarray(z["weights"], dtype=float)
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{d / WEIGHTS}: not a readable weights file ({exc})") from None
+    n_w = sum(n.n_weights for n in model.nets)
+    if weights.size != n_w:
+        raise InputError(f"{d / WEIGHTS}: {weights.size} weights, but model '{model.name}' has {n_w}")
+    return FitResult(model, {**{p.name: p.value for p in model.params}, **params}, weights,
+                     doc.get("loss") if doc.get("loss") is not None else math.nan,
+                     initial=doc.get("initial", {}), stderr=doc.get("stderr"), settings=doc.get("settings", {}),
+                     message=doc.get("message", ""))

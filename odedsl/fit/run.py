@@ -1,0 +1,139 @@
+"""``fit``: read the data, pick the optimiser, run it, and hand back a ``FitResult``.
+
+The choice (printed by the CLI with its reason):
+
+- a model without neural terms, whose noise scales are not fitted: bounded
+  trust-region least squares with exact Jacobians from forward sensitivities
+  (least_squares.py), then standard errors and correlations at the optimum;
+- anything else: Adam, then an L-BFGS polish, on the Torch backend with the
+  chosen gradient mode (optimise.py, torch_objective.py).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from odedsl.errors import UsageError
+from odedsl.fit.data import Dataset, read_dataset
+from odedsl.fit.least_squares import NotLeastSquares, Outcome, Residuals, fit_least_squares
+from odedsl.fit.loss import scaling
+from odedsl.fit.result import FitResult
+from odedsl.model import Model
+
+
+@dataclass
+class Settings:
+    """Everything that shapes a fit (recorded in params.json)."""
+
+    method: str = "dopri5"
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    max_iters: int | None = None  # least squares: evaluations (default 200); gradient: Adam steps (default 300)
+    polish_iters: int | None = None  # L-BFGS iterations after Adam (default 100)
+    lr: float = 1e-2
+    gradient: str = "backprop"
+    seed: int = 0
+    device: str | None = None
+    l2: float = 0.0
+    optimizer: str = "auto"  # "auto", "least-squares" or "adam"
+    time_col: str | None = None
+    experiment_col: str | None = None
+    y0_from_data: bool = False
+    checkpoint_every: int = 10
+
+
+def choose(model: Model, data: Dataset, settings: Settings) -> tuple[str, str]:
+    """The optimiser for this fit, and why."""
+    from odedsl.fit.least_squares import noise_values
+
+    if settings.optimizer == "least-squares" and model.nets:
+        raise UsageError("--optimizer least-squares needs a model without neural terms")
+    if settings.optimizer != "auto":
+        return settings.optimizer, "as asked"
+    if model.nets:
+        return "adam", f"the model has neural terms ({sum(n.n_weights for n in model.nets)} weights)"
+    try:
+        noise_values(model, data)
+    except NotLeastSquares:
+        return "adam", "a noise scale is fitted, which least squares cannot weigh"
+    return "least-squares", "physics-only model: least squares with exact sensitivities"
+
+
+def _dataset(model: Model, data, settings: Settings) -> Dataset:
+    if hasattr(data, "to_csv"):  # a pandas DataFrame: through the same reader and its checks
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "dataframe.csv"
+            data.to_csv(path, index=False)
+            return read_dataset(model, path, settings.time_col, settings.experiment_col, settings.y0_from_data)
+    return read_dataset(model, data, settings.time_col, settings.experiment_col, settings.y0_from_data)
+
+
+def fit(model: Model, data, settings: Settings | None = None, out: str | Path | None = None, resume: bool = False,
+        progress=None, report=None) -> FitResult:
+    """Fit ``model`` to ``data`` (a CSV path or a DataFrame); see ``Model.fit``.
+
+    ``out``: the folder for checkpoints (and where ``resume`` looks); ``progress``:
+    called with ``(iteration, loss, best loss)``; ``report``: called once with the
+    chosen optimiser and the reason.
+    """
+    settings = settings or Settings()
+    if not model.fitted_params and not model.nets:
+        raise UsageError(f"model '{model.name}' has nothing to fit: every parameter is fixed and it has no nets")
+    data = _dataset(model, data, settings)
+    sc = scaling(data)
+    kind, why = choose(model, data, settings)
+    if report is not None:
+        report(kind, why)
+    initial = {p.name: p.value for p in model.params}
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
+    if kind == "least-squares":
+        res = Residuals(model, data, sc, settings.method, settings.rtol, settings.atol)
+        x0 = np.array([p.value for p in model.fitted_params])
+        if resume and out_dir is not None and (out_dir / "params.json").exists():
+            from odedsl.fit.result import load_fit
+
+            saved = load_fit(out_dir, model)
+            x0 = np.array([saved.params[p.name] for p in model.fitted_params])
+        outcome = fit_least_squares(res, x0, settings.max_iters or 200, progress)
+        params = {**initial, **res.params(outcome.x)}
+        weights = np.zeros(0)
+        stderr = None if outcome.stderr is None else dict(zip((p.name for p in model.fitted_params),
+                                                              outcome.stderr.tolist()))
+        return FitResult(model, params, weights, outcome.loss, outcome.history, initial, stderr, outcome.corr,
+                         _record(settings, kind), outcome.message, data)
+    from odedsl.fit import optimise
+    from odedsl.fit.torch_objective import TorchObjective
+
+    objective = TorchObjective(model, data, sc, settings.method, settings.rtol, settings.atol, settings.gradient,
+                               settings.l2, settings.seed, settings.device)
+
+    def result(outcome: Outcome) -> FitResult:
+        objective.set_x(outcome.x)
+        tm = objective.tm
+        return FitResult(model, tm.params(), tm.weights().cpu().numpy().astype(float), outcome.loss,
+                         outcome.history, initial, None, None, _record(settings, kind), outcome.message, data)
+
+    try:
+        outcome = optimise.run(objective, objective.get_x(), settings.max_iters or 300,
+                               100 if settings.polish_iters is None else settings.polish_iters, settings.lr, out_dir,
+                               resume, progress, settings.checkpoint_every)
+    except optimise.Interrupted as exc:
+        exc.result = result(exc.outcome)  # the best so far, for the caller to save
+        raise
+    return result(outcome)
+
+
+def _record(settings: Settings, kind: str) -> dict:
+    doc = {k: v for k, v in vars(settings).items() if v is not None}
+    doc["optimizer"] = kind
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in doc.items()}
