@@ -42,6 +42,9 @@ def add_parser(sub, fmt, number, positive_int) -> None:
                    help="default auto: least squares without neural terms, else Adam + L-BFGS")
     f.add_argument("--seed", type=int, default=0, help="seed of the nets' initial weights (default 0)")
     f.add_argument("--device", choices=("cpu", "cuda"), help="Torch device for Adam (default cpu)")
+    f.add_argument("--shooting", type=positive_int, metavar="K",
+                   help="multiple shooting: K segments per experiment, each from fitted states, with a continuity "
+                        "penalty (for long or oscillating series; Adam path)")
     f.add_argument("--l2", type=number, default=0.0, metavar="L", help="L2 penalty on the neural weights")
     f.add_argument("--time-col", metavar="NAME", help="the data's time column (default: the model's time name)")
     f.add_argument("--experiment-col", metavar="NAME",
@@ -71,7 +74,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume {out}: no such folder")
     settings = Settings(method=args.method, rtol=args.rtol, atol=args.atol, max_iters=args.max_iters,
                         polish_iters=args.polish_iters, lr=args.lr, gradient=args.gradient, seed=args.seed,
-                        device=args.device, l2=args.l2, optimizer=args.optimizer, time_col=args.time_col,
+                        device=args.device, l2=args.l2, shooting=args.shooting, optimizer=args.optimizer, time_col=args.time_col,
                         experiment_col=args.experiment_col, y0_from_data=args.y0_from_data)
     bar = _Progress(enabled=not args.quiet)
     try:

@@ -40,6 +40,8 @@ class Settings:
     seed: int = 0
     device: str | None = None
     l2: float = 0.0
+    shooting: int | None = None  # multiple shooting: segments per experiment (Adam path)
+    shooting_weight: float = 1.0
     optimizer: str = "auto"  # "auto", "least-squares" or "adam"
     time_col: str | None = None
     experiment_col: str | None = None
@@ -53,8 +55,12 @@ def choose(model: Model, data: Dataset, settings: Settings) -> tuple[str, str]:
 
     if settings.optimizer == "least-squares" and model.nets:
         raise UsageError("--optimizer least-squares needs a model without neural terms")
+    if settings.optimizer == "least-squares" and settings.shooting:
+        raise UsageError("--shooting needs the gradient optimizer (--optimizer adam)")
     if settings.optimizer != "auto":
         return settings.optimizer, "as asked"
+    if settings.shooting and settings.shooting > 1:
+        return "adam", f"multiple shooting with {settings.shooting} segments per experiment"
     if model.nets:
         return "adam", f"the model has neural terms ({sum(n.n_weights for n in model.nets)} weights)"
     try:
@@ -115,7 +121,8 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
     from odedsl.fit.torch_objective import TorchObjective
 
     objective = TorchObjective(model, data, sc, settings.method, settings.rtol, settings.atol, settings.gradient,
-                               settings.l2, settings.seed, settings.device)
+                               settings.l2, settings.seed, settings.device, shooting=settings.shooting,
+                               shooting_weight=settings.shooting_weight)
 
     def result(outcome: Outcome) -> FitResult:
         objective.set_x(outcome.x)
