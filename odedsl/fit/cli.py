@@ -91,6 +91,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(table(result))
     print(f"{result.message}")
     print(f"wrote {', '.join(p.name for p in written)} to {out}/")
+    if result.failed:
+        print(f"error: the fit stopped early ({result.message}); the best result so far is in {out}/. Try a "
+              "smaller --lr, tighter bounds, other starting values or a stiff --method", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -110,7 +114,7 @@ class _Progress:
         if self.progress is not None:
             self.progress.stop()
 
-    def start(self, kind: str, why: str) -> None:
+    def start(self, kind: str, why: str, total: int | None = None) -> None:
         print(f"optimizer: {kind} ({why})", file=sys.stderr)
         if not self.enabled:
             return
@@ -123,7 +127,7 @@ class _Progress:
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
                                  transient=True)
         self.progress.start()
-        self.task = self.progress.add_task("fit", total=None, loss="-", best="-")
+        self.task = self.progress.add_task("fit", total=total, loss="-", best="-")
 
     def update(self, iteration: int, loss: float, best: float) -> None:
         if self.progress is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import sympy
@@ -39,7 +39,7 @@ class Outcome:
     iterations: int
     stderr: np.ndarray | None = None
     corr: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
+    failed: bool = False  # stopped because the model kept failing: x is the best point before that
 
 
 def noise_values(model: Model, data: Dataset) -> np.ndarray:
@@ -147,8 +147,13 @@ def fit_least_squares(res: Residuals, x0: np.ndarray, max_iters: int, progress=N
     if evaluate(x0) is None:
         raise NumericalError("the model cannot be solved at the starting parameter values; "
                              "check them and the initial values")
-    sol = least_squares(fun, x0, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=max_iters,
-                        ftol=1e-12, xtol=1e-12, gtol=1e-10)
+    try:
+        sol = least_squares(fun, x0, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=max_iters,
+                            ftol=1e-12, xtol=1e-12, gtol=1e-10)
+    except KeyboardInterrupt:
+        from odedsl.fit.optimise import Interrupted
+
+        raise Interrupted(Outcome(best["x"], best["loss"], history, "interrupted", len(history))) from None
     x = best["x"]
     got = evaluate(x)
     stderr = corr = None

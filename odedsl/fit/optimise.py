@@ -156,9 +156,11 @@ def run(objective, x0: np.ndarray, adam_iters: int, polish_iters: int, lr: float
     else:
         state = AdamState(x=x0.copy(), m=np.zeros_like(x0), v=np.zeros_like(x0), lr=lr)
     messages = []
+    failed = False
     if state.phase == "adam":
         messages.append(adam(objective, state, adam_iters, path, checkpoint_every, progress))
-        state.phase = "polish"
+        failed = state.failures > 0
+        state.phase = "done" if failed else "polish"
         if path is not None:
             state.save(path)
     if state.phase == "polish" and polish_iters > 0 and state.best_x is not None:
@@ -169,4 +171,6 @@ def run(objective, x0: np.ndarray, adam_iters: int, polish_iters: int, lr: float
     state.phase = "done"
     if path is not None:
         state.save(path)
-    return _outcome(state, "; ".join(messages))
+    outcome = _outcome(state, "; ".join(messages))
+    outcome.failed = failed
+    return outcome

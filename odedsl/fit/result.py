@@ -38,6 +38,7 @@ class FitResult:
     settings: dict = field(default_factory=dict)
     message: str = ""
     data: object = field(default=None, repr=False)  # the Dataset fitted, when known
+    failed: bool = False  # the fit stopped early because the model kept failing to solve
 
     def simulate(self, t_eval, **options):
         """Simulate the fitted model (its parameters and weights) on the Numba backend."""

@@ -93,8 +93,10 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
     data = _dataset(model, data, settings)
     sc = scaling(data)
     kind, why = choose(model, data, settings)
-    if report is not None:
-        report(kind, why)
+    if report is not None:  # the optimiser, why, and the most iterations it may take (for a progress bar)
+        polish = 100 if settings.polish_iters is None else settings.polish_iters
+        report(kind, why, (settings.max_iters or 200) if kind == "least-squares" else
+               (settings.max_iters or 300) + polish)
     initial = {p.name: p.value for p in model.params}
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
@@ -102,6 +104,8 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
+    from odedsl.fit import optimise
+
     if kind == "least-squares":
         res = Residuals(model, data, sc, settings.method, settings.rtol, settings.atol)
         x0 = np.array([p.value for p in model.fitted_params])
@@ -110,14 +114,19 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
 
             saved = load_fit(out_dir, model)
             x0 = np.array([saved.params[p.name] for p in model.fitted_params])
-        outcome = fit_least_squares(res, x0, settings.max_iters or 200, progress)
+        try:
+            outcome = fit_least_squares(res, x0, settings.max_iters or 200, progress)
+        except optimise.Interrupted as exc:
+            exc.result = FitResult(model, {**initial, **res.params(exc.outcome.x)}, np.zeros(0), exc.outcome.loss,
+                                   exc.outcome.history, initial, settings=_record(settings, kind),
+                                   message=exc.outcome.message, data=data)
+            raise
         params = {**initial, **res.params(outcome.x)}
         weights = np.zeros(0)
         stderr = None if outcome.stderr is None else dict(zip((p.name for p in model.fitted_params),
                                                               outcome.stderr.tolist()))
         return FitResult(model, params, weights, outcome.loss, outcome.history, initial, stderr, outcome.corr,
-                         _record(settings, kind), outcome.message, data)
-    from odedsl.fit import optimise
+                         _record(settings, kind), outcome.message, data, outcome.failed)
     from odedsl.fit.torch_objective import TorchObjective
 
     objective = TorchObjective(model, data, sc, settings.method, settings.rtol, settings.atol, settings.gradient,
@@ -128,7 +137,8 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
         objective.set_x(outcome.x)
         tm = objective.tm
         return FitResult(model, tm.params(), tm.weights().cpu().numpy().astype(float), outcome.loss,
-                         outcome.history, initial, None, None, _record(settings, kind), outcome.message, data)
+                         outcome.history, initial, None, None, _record(settings, kind), outcome.message, data,
+                         outcome.failed)
 
     try:
         outcome = optimise.run(objective, objective.get_x(), settings.max_iters or 300,
