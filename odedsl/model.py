@@ -258,7 +258,7 @@ class Model:
         >>> m = odedsl.loads("param k = 1 in [0, 5]\\nstate x = 1\\nder(x) = -k*x\\n")
         >>> tm = m.to_torch()
         >>> ys = tm.solve(torch.tensor([0.0, 1.0]), rtol=1e-10, atol=1e-12)
-        >>> round(float(ys[-1, 0]), 8)
+        >>> round(ys[-1, 0].item(), 8)
         0.36787944
         """
         import torch
