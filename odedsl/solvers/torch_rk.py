@@ -182,7 +182,7 @@ class Rows:
     err_old: torch.Tensor  # the controller's memory: last accepted error, and (Rosenbrock) step
     h_acc: torch.Tensor
     rejected: torch.Tensor
-    steps: torch.Tensor
+    nxt: torch.Tensor  # each row's next output time (its last one when all are written)
 
     def select(self, keep: torch.Tensor) -> Rows:
         return Rows(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
@@ -218,23 +218,26 @@ def _scale(y: torch.Tensor, y_new: torch.Tensor, opts: Options) -> torch.Tensor:
 def _emit(f, stp, st: Rows, K: list, y_new, h, t_new, moving, out, stats: Stats) -> None:
     """Write the outputs whose times fall in (t, t_new] of the moving rows (dense output)."""
     T = st.t_eval.shape[1]
-    due = moving & (st.idx < T)
-    nxt = st.t_eval.gather(1, st.idx.clamp(max=T - 1).unsqueeze(1)).squeeze(1)
-    due &= nxt <= t_new
+    due = moving & (st.idx < T) & (st.nxt <= t_new)
     if not bool(due.any()):
         return
     at = stp.interpolant(f, st, K, y_new, h, stats)
     hs = torch.where(h > 0, h, torch.ones_like(h))
     while True:
+        nxt = st.nxt
         value = torch.where((nxt == t_new).unsqueeze(-1), y_new, at(((nxt - st.t) / hs).clamp(0.0, 1.0)))
         slot = torch.where(due, st.idx, torch.full_like(st.idx, T))  # slot T: a row with nothing due
         out.index_put_((slot, st.rows), value)
         st.idx = st.idx + due.long()
-        due = due & (st.idx < T)
-        nxt = st.t_eval.gather(1, st.idx.clamp(max=T - 1).unsqueeze(1)).squeeze(1)
-        due &= nxt <= t_new
+        st.nxt = _next_time(st)
+        due = due & (st.idx < T) & (st.nxt <= t_new)
         if not bool(due.any()):
             return
+
+
+def _next_time(st: Rows) -> torch.Tensor:
+    T = st.t_eval.shape[1]
+    return st.t_eval.gather(1, st.idx.clamp(max=T - 1).unsqueeze(1)).squeeze(1)
 
 
 def _commit(f, stp, st: Rows, K: list, y_new, h, accept, t_new, out, stats: Stats, everyone: bool | None = None) -> None:
@@ -263,8 +266,8 @@ def _start(f, stp, t_eval: torch.Tensor, y0: torch.Tensor, opts: Options, stats:
     h = _initial_step(f, t, y0, k0, t_eval[:, -1] - t, stp.order, opts, stats) if stp.kind != "fixed" else t * 0
     st = Rows(rows=torch.arange(B, device=y0.device), t=t, y=y0, k0=k0, h=h, idx=at_start.sum(1), t_eval=t_eval,
               t_end=t_eval[:, -1], err_old=torch.full_like(t, 1e-4), h_acc=torch.zeros_like(t),
-              rejected=torch.zeros(B, dtype=torch.bool, device=y0.device),
-              steps=torch.zeros(B, dtype=torch.long, device=y0.device))
+              rejected=torch.zeros(B, dtype=torch.bool, device=y0.device), nxt=t)
+    st.nxt = _next_time(st)
     return st, out
 
 
@@ -323,9 +326,8 @@ def integrate(f, t_eval: torch.Tensor, y0: torch.Tensor, method: str = "dopri5",
             bad = ~torch.isfinite(err)
             accept = (err <= 1.0) & ~finished
             n_acc = int(accept.sum())
-            st.steps = st.steps + (~finished).long()
             if n_acc < running or stats.iterations % 32 == 0 or stats.iterations > opts.max_steps:
-                _check(st, h, bad, finished, opts)
+                _check(st, h, bad, finished, opts, stats.iterations)
             if n_acc < running and bool(bad.any()):  # discard the whole trial: see the module docstring
                 st.h = torch.where(bad, 0.25 * h, st.h)
                 st.rejected = st.rejected | bad
@@ -349,10 +351,13 @@ def integrate(f, t_eval: torch.Tensor, y0: torch.Tensor, method: str = "dopri5",
     return out[:T], stats, h_last
 
 
-def _check(st: Rows, h, bad, finished, opts: Options) -> None:
-    """NumericalError for a row that cannot go on: too many steps, or a step too small."""
+def _check(st: Rows, h, bad, finished, opts: Options, iterations: int) -> None:
+    """NumericalError for a row that cannot go on: too many steps, or a step too small.
+
+    A row still running has been running since the start, so its step count is the iteration count.
+    """
     tiny = (h < 10 * torch.finfo(h.dtype).eps * st.t.abs().clamp_min(1.0)) & ~finished
-    over = (st.steps > opts.max_steps) & ~finished
+    over = ~finished if iterations > opts.max_steps else torch.zeros_like(finished)
     if not bool((tiny | over).any()):
         return
     for mask, why, detail in (
