@@ -81,6 +81,37 @@ def coefficients(method: str, dtype: torch.dtype, device: torch.device) -> Coeff
     )
 
 
+class Stages:
+    """A step's stage derivatives, and their ``(B, N, s)`` matrix for the coefficient products, stacked
+    once per size. (Stacked, not written into a buffer: autograd forbids overwriting what it saved,
+    and one code path for both keeps a solve with and without autograd bitwise the same.)"""
+
+    def __init__(self, k0: torch.Tensor) -> None:
+        self.items: list[torch.Tensor] = [k0]
+        self._stacked: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor) -> None:
+        self.items.append(k)
+        self._stacked = None
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.items[i]
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        if self._stacked is None:
+            stacked = torch.stack(self.items, -1)
+            if not torch.is_grad_enabled():  # made for the error estimate: no graph, so not for reuse
+                return stacked
+            self._stacked = stacked
+        return self._stacked
+
+    def combine(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """``sum_m coeffs[m] K_m`` over the first ``len(coeffs)`` stages."""
+        m = coeffs.numel()
+        return (self.matrix if m == len(self.items) else torch.stack(self.items[:m], -1)) @ coeffs
+
+
 class RungeKutta:
     """How an explicit Runge–Kutta method takes, measures and interpolates one step of every row."""
 
@@ -88,24 +119,24 @@ class RungeKutta:
         self.co = co = coefficients(method, dtype, device)
         self.kind, self.fsal, self.order = co.kind, co.fsal, co.order
 
-    def trial(self, f, st: Rows, h: torch.Tensor, stats: Stats) -> tuple[list, torch.Tensor]:
+    def trial(self, f, st: Rows, h: torch.Tensor, stats: Stats) -> tuple[Stages, torch.Tensor]:
         """The stages of one step of size ``h`` per row, and the new state."""
         co = self.co
-        K = [st.k0]
+        K = Stages(st.k0)
         hc = h.unsqueeze(-1)
         yj = st.y
         timed = not getattr(f, "autonomous", False)
         for j in range(1, co.stages):
-            yj = torch.addcmul(st.y, hc, torch.stack(K, -1) @ co.a[j])
+            yj = torch.addcmul(st.y, hc, K.combine(co.a[j]))
             K.append(_call(f, torch.add(st.t, h, alpha=co.c[j]) if timed else st.t, yj, st.rows, stats))
         if co.fsal:
             return K, yj
-        return K, torch.addcmul(st.y, hc, torch.stack(K, -1) @ co.b)
+        return K, torch.addcmul(st.y, hc, K.combine(co.b))
 
     @torch.no_grad()
-    def error(self, st: Rows, K: list, y_new: torch.Tensor, h: torch.Tensor, opts: Options) -> torch.Tensor:
+    def error(self, st: Rows, K: Stages, y_new: torch.Tensor, h: torch.Tensor, opts: Options) -> torch.Tensor:
         co, d = self.co, opts.norm_dims
-        Ks = torch.stack(K, -1)[:, :d]
+        Ks = K.matrix[:, :d]
         scale = _scale(st.y, y_new, opts)
         err = _rms(h.unsqueeze(-1) * (Ks @ co.e), scale)
         if co.e3 is None:
@@ -114,14 +145,13 @@ class RungeKutta:
         den = err.square() + 0.01 * err3.square()
         return torch.where(den > 0, err.square() / den.sqrt().clamp_min(1e-300), torch.zeros_like(err))
 
-    def interpolant(self, f, st: Rows, K: list, y_new, h, stats: Stats):
+    def interpolant(self, f, st: Rows, K: Stages, y_new, h, stats: Stats):
         """``theta -> y(t + theta h)`` per row, from the step's dense-output polynomials."""
         co = self.co
-        K = list(K)
         for i, row in enumerate(co.xa):  # extra stages some methods need for dense output only
-            yi = torch.addcmul(st.y, h.unsqueeze(-1), torch.stack(K, -1) @ row)
+            yi = torch.addcmul(st.y, h.unsqueeze(-1), K.combine(row))
             K.append(_call(f, torch.add(st.t, h, alpha=co.xc[i]), yi, st.rows, stats))
-        Q = torch.stack(K, -1) @ co.dense  # (B, N, degree)
+        Q = K.matrix @ co.dense  # (B, N, degree)
         y, hc = st.y, h.unsqueeze(-1)
         return lambda theta: torch.addcmul(y, hc, (Q @ (theta.unsqueeze(-1) ** co.powers).unsqueeze(-1)).squeeze(-1))
 
