@@ -166,3 +166,47 @@ def test_torch_training_script_smoke(capsys, tmp_path):
     # backprop keeps every step's graph; the adjoints only their inputs and outputs
     assert node["odedsl backprop"]["saved_bytes"] > 10 * node["odedsl adjoint"]["saved_bytes"]
     assert "spiral" in result
+
+
+def _fitting():
+    pytest.importorskip("torch")
+    return _load("fitting")
+
+
+def test_fitting_script_runs_without_torchdiffeq(monkeypatch, capsys, tmp_path):
+    """CI has no torchdiffeq: the least-squares comparison (scipy is a dependency) runs in full and finds
+    odedsl's optimum; the UDE fit runs for odedsl alone."""
+    fitting = _fitting()
+    monkeypatch.setattr(fitting, "peers", dict)
+    out = tmp_path / "fitting.json"
+    assert fitting.main(["--quick", "--threads", "0", "--ude-iters", "3", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Not installed, skipped: torchdiffeq." in text and "| tool |" in text
+    result = json.loads(out.read_text())
+    lsq = result["lsq"]["rows"]
+    assert list(lsq) == ["odedsl Model.fit", "scipy, odedsl's optimiser options", "scipy, default options"]
+    for r in lsq.values():
+        assert r["d_x"] < 1e-3 and r["d_loss"] < 1e-3, r  # the same optimum
+        assert r["cpu_s"] > 0 and r["solves"] > 0
+    assert max(abs(a - b) / b for a, b in zip(lsq["odedsl Model.fit"]["x"], fitting.LSQ_TRUE)) < 0.05
+    ude = result["ude"]["rows"]
+    assert list(ude) == ["odedsl Model.fit"]
+    r = ude["odedsl Model.fit"]
+    assert r["iterations"] == 3 and r["calls_per_iter"] > 0 and r["best"] < r["first_loss"]
+
+
+def test_fitting_script_ude_smoke(capsys, tmp_path):
+    """With torchdiffeq: the hand-written training starts from the same weights with the same loss, and
+    the two Adam runs stay together."""
+    fitting = _fitting()
+    pytest.importorskip("torchdiffeq")
+    out = tmp_path / "fitting.json"
+    assert fitting.main(["--quick", "--only", "ude", "--threads", "0", "--ude-iters", "3", "--json", str(out)]) == 0
+    assert "| torchdiffeq odeint + torch.optim.Adam |" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["ude"]["rows"]
+    assert list(rows) == ["odedsl Model.fit", "torchdiffeq odeint + torch.optim.Adam"]
+    peer = rows["torchdiffeq odeint + torch.optim.Adam"]
+    assert peer["d_first_loss"] < 1e-5  # same initial weights and alpha, same loss (up to the solvers' error)
+    ref = rows["odedsl Model.fit"]
+    assert abs(peer["best"] - ref["best"]) < 1e-3 * abs(ref["first_loss"])
+    assert abs(peer["alpha"] - ref["alpha"]) < 1e-3

@@ -109,8 +109,17 @@ def read_dataset(model: Model, path: str | Path, time_column: str | None = None,
     if y0_from_data and not y0_cols:
         raise InputError(f"{path}: --y0-from-data needs a column named like a state ({', '.join(states)})")
     known = {tcol, ecol, *columns, *inputs, *y0_cols}
-    warnings = [f"{path}: column '{c}' matches no time, observable, input or state of the model; it is ignored"
-                for c in header if c not in known and not (not model.observables and c in states)]
+    warnings = []
+    for c in header:
+        if c in known:
+            continue
+        if c in states:  # observables declared, and no --y0-from-data
+            warnings.append(f"{path}: column '{c}' is named like a state but the model observes "
+                            f"{', '.join(columns)}; it is ignored (with --y0-from-data it would set '{c}' "
+                            "at each experiment's start)")
+        else:
+            warnings.append(f"{path}: column '{c}' matches no time, observable, input or state of the model; "
+                            "it is ignored")
 
     col = {name: header.index(name) for name in header}
     groups: dict[str, list[tuple[int, list[str]]]] = {}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odedsl.errors import NumericalError
+from odedsl.errors import NumericalError, UsageError
 from odedsl.fit.least_squares import Outcome
 
 CHECKPOINT = "checkpoint.npz"
@@ -45,7 +45,11 @@ class AdamState:
     step: int = 0  # Adam's step count (bias correction)
     iteration: int = 0  # iterations done, failed ones included
     lr: float = 1e-2
-    failures: int = 0  # in a row
+    failures: int = 0  # in a row (a success at a point restored after a failure does not end the row)
+    retried: int = 0  # steps undone and retried smaller, in all
+    restored: bool = False  # x is the best point, restored after a failure
+    stopped: bool = False  # ended by max_failures
+    signature: str = ""  # the problem's size and model, so a checkpoint is never resumed into another
     best_x: np.ndarray | None = None
     best_loss: float = math.inf
     history: list = field(default_factory=list)  # (iteration, loss, seconds)
@@ -54,7 +58,8 @@ class AdamState:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-        meta = {k: getattr(self, k) for k in ("step", "iteration", "lr", "failures", "best_loss", "phase", "seconds")}
+        meta = {k: getattr(self, k) for k in ("step", "iteration", "lr", "failures", "retried", "restored", "stopped",
+                                              "signature", "best_loss", "phase", "seconds")}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, x=self.x, m=self.m, v=self.v, best_x=self.best_x if self.best_x is not None else self.x,
@@ -84,13 +89,18 @@ def adam(objective, state: AdamState, max_iters: int, checkpoint: Path | None, c
             state.iteration += 1
             if not ok:
                 state.failures += 1
+                state.retried += 1
                 if state.failures >= max_failures:
+                    state.stopped = True
                     return f"stopped: {max_failures} steps in a row gave a failed solve or a non-finite loss"
                 if state.best_x is not None:
                     state.x = state.best_x.copy()  # undo: back to the best point, half the step
+                    state.restored = True
                 state.lr *= 0.5
                 continue
-            state.failures = 0
+            if not state.restored:
+                state.failures = 0
+            state.restored = False
             if loss < state.best_loss:
                 state.best_loss, state.best_x = loss, state.x.copy()
             state.seconds = time.perf_counter() - start
@@ -109,7 +119,8 @@ def adam(objective, state: AdamState, max_iters: int, checkpoint: Path | None, c
         if checkpoint is not None:
             state.save(checkpoint)
         raise Interrupted(_outcome(state, "interrupted during Adam")) from None
-    return f"{max_iters} Adam iterations"
+    retried = f" ({state.retried} failed steps retried with a smaller learning rate)" if state.retried else ""
+    return f"{max_iters} Adam iterations{retried}"
 
 
 def _outcome(state: AdamState, message: str) -> Outcome:
@@ -148,19 +159,25 @@ def polish(objective, state: AdamState, max_iters: int, progress=None) -> str:
 
 
 def run(objective, x0: np.ndarray, adam_iters: int, polish_iters: int, lr: float, out: Path | None,
-        resume: bool = False, progress=None, checkpoint_every: int = 10) -> Outcome:
-    """Adam for ``adam_iters`` iterations, then L-BFGS for at most ``polish_iters``; the best point seen."""
+        resume: bool = False, progress=None, checkpoint_every: int = 10, signature: str = "") -> Outcome:
+    """Adam for ``adam_iters`` iterations, then L-BFGS for at most ``polish_iters``; the best point seen.
+
+    ``signature`` identifies the problem (model and vector size): resuming a checkpoint of another
+    problem is a ``UsageError``.
+    """
     path = None if out is None else out / CHECKPOINT
+    signature = f"{x0.size} {signature}"
     if resume and path is not None and path.exists():
         state = AdamState.load(path)
+        if state.signature != signature:
+            raise UsageError(f"{out}: its checkpoint belongs to another fit (a different model, net sizes or "
+                             "--shooting); resume with the settings it was made with, or start a new --out folder")
     else:
-        state = AdamState(x=x0.copy(), m=np.zeros_like(x0), v=np.zeros_like(x0), lr=lr)
-    messages = []
-    failed = False
+        state = AdamState(x=x0.copy(), m=np.zeros_like(x0), v=np.zeros_like(x0), lr=lr, signature=signature)
+    messages = ["resumed a fit that had already finished: nothing left to do"] if state.phase == "done" else []
     if state.phase == "adam":
         messages.append(adam(objective, state, adam_iters, path, checkpoint_every, progress))
-        failed = state.failures > 0
-        state.phase = "done" if failed else "polish"
+        state.phase = "done" if state.stopped else "polish"
         if path is not None:
             state.save(path)
     if state.phase == "polish" and polish_iters > 0 and state.best_x is not None:
@@ -172,5 +189,5 @@ def run(objective, x0: np.ndarray, adam_iters: int, polish_iters: int, lr: float
     if path is not None:
         state.save(path)
     outcome = _outcome(state, "; ".join(messages))
-    outcome.failed = failed
+    outcome.failed = state.stopped
     return outcome

@@ -143,7 +143,7 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
     try:
         outcome = optimise.run(objective, objective.get_x(), settings.max_iters or 300,
                                100 if settings.polish_iters is None else settings.polish_iters, settings.lr, out_dir,
-                               resume, progress, settings.checkpoint_every)
+                               resume, progress, settings.checkpoint_every, signature=model.source_hash)
     except optimise.Interrupted as exc:
         exc.result = result(exc.outcome)  # the best so far, for the caller to save
         raise
