@@ -67,7 +67,10 @@ class Residuals:
         self.model, self.data, self.sc = model, data, sc
         self.fitted = model.fitted_params
         self.sigma = noise_values(model, data)
-        self.sens = sensitivity_model(model, self.fitted, data.exprs)
+        key = ("sensitivities", tuple(p.name for p in self.fitted), tuple(data.exprs))
+        if key not in model._backends:  # built once per model: repeated fits (multi-start) reuse it
+            model._backends[key] = sensitivity_model(model, self.fitted, data.exprs)
+        self.sens = model._backends[key]
         self.options = {"method": method, "rtol": rtol, "atol": atol}
         self.n = data.n_points
         q = len(self.fitted)
