@@ -176,6 +176,17 @@ def expect_robertson(m: Model) -> None:
     ])
 
 
+def expect_hare_lynx(m: Model) -> None:
+    alpha, beta, delta, gamma, H0, L0, H, L = real("alpha beta delta gamma H0 L0 H L")
+    assert m.name == "hare_lynx"
+    assert m.state_symbols == [H, L]
+    assert m.initial_values == [H0, L0]  # initial values are fitted parameters
+    assert m.rhs == [alpha * H - beta * H * L, delta * H * L - gamma * L]
+    assert [(o.column, o.expr, o.noise.kind, o.noise.args) for o in m.observables] == [
+        ("hare", H, "lognormal", (sympy.Float(0.25),)), ("lynx", L, "lognormal", (sympy.Float(0.25),))]
+    assert [p.name for p in m.fitted_params] == ["alpha", "beta", "delta", "gamma", "H0", "L0"]
+
+
 def expect_sir(m: Model) -> None:
     # S, I and N are also SymPy objects (sympy.S, sympy.I, sympy.N): here they are plain symbols
     N, beta, gamma, S, I, R, day = real("N beta gamma S I R day")
