@@ -85,8 +85,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         write_outputs(exc.result, out)
         print(f"interrupted: the best result so far is in {out}/; continue with --resume {out}", file=sys.stderr)
         return 130
-    for w in result.data.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     written = write_outputs(result, out)
     print(table(result))
     print(f"{result.message}")
@@ -114,7 +112,9 @@ class _Progress:
         if self.progress is not None:
             self.progress.stop()
 
-    def start(self, kind: str, why: str, total: int | None = None) -> None:
+    def start(self, kind: str, why: str, total: int | None = None, warnings: list[str] = ()) -> None:
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
         print(f"optimizer: {kind} ({why})", file=sys.stderr)
         if not self.enabled:
             return

@@ -73,6 +73,10 @@ class Residuals:
         self.sens = model._backends[key]
         self.options = {"method": method, "rtol": rtol, "atol": atol}
         self.n = data.n_points
+        # loss.py's 2 log(sigma) terms: constant here (least squares needs fixed sigmas), added to the cost
+        counts = sum(np.isfinite(e.observed).sum(0) for e in data.experiments)
+        has_noise = np.array([k is not None for k in sc.kinds])
+        self.offset = float((2 * np.log(self.sigma) * has_noise * counts).sum()) / self.n
         q = len(self.fitted)
         self.y0 = []
         for e in data.experiments:
@@ -134,8 +138,8 @@ def fit_least_squares(res: Residuals, x0: np.ndarray, max_iters: int, progress=N
     def fun(x):
         got = evaluate(x)
         if got is None:  # a failed solve: far worse than anything seen, so the step is retried smaller
-            return np.full(res.n, 1e3 * math.sqrt(max(best["loss"], 1.0) / res.n))
-        loss = float(got[0] @ got[0])
+            return np.full(res.n, 1e3 * math.sqrt(max(best["loss"] - res.offset, 1.0) / res.n))
+        loss = float(got[0] @ got[0]) + res.offset
         if loss < best["loss"]:
             best.update(loss=loss, x=x.copy())
         history.append((len(history) + 1, loss, time.perf_counter() - start))
@@ -147,6 +151,7 @@ def fit_least_squares(res: Residuals, x0: np.ndarray, max_iters: int, progress=N
         got = evaluate(x)
         return got[1] if got is not None else np.zeros((res.n, x.size))
 
+    best["loss"] = math.inf
     if evaluate(x0) is None:
         raise NumericalError("the model cannot be solved at the starting parameter values; "
                              "check them and the initial values")
@@ -166,6 +171,13 @@ def fit_least_squares(res: Residuals, x0: np.ndarray, max_iters: int, progress=N
         s2 = float(r @ r) / dof if any(k is None for k in res.sc.kinds) else 1.0
         cov = s2 * np.linalg.pinv(J.T @ J)
         stderr = np.sqrt(np.clip(np.diag(cov), 0, None))
+        # a parameter the data do not constrain (its Jacobian column ~ 0, or dependent on others): no error bar
+        _, sv, vt = np.linalg.svd(J, full_matrices=False)
+        null = vt[sv <= 1e-10 * max(sv.max(initial=0.0), 1e-300)]
+        loose = (np.abs(null) > 1e-8).any(0) if null.size else np.zeros(x.size, dtype=bool)
+        stderr[loose] = np.nan
+        cov[loose, :] = np.nan
+        cov[:, loose] = np.nan
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = cov / np.outer(stderr, stderr)
     message = sol.message if sol.status > 0 else f"stopped after {max_iters} evaluations: {sol.message}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +50,11 @@ def table(result: FitResult) -> str:
     """The fitted parameters as aligned text: name, start, fitted value, standard error."""
     rows = [("parameter", "start", "fitted", "std. error")]
     for name, start, value, se in result.table():
-        rows.append((name, f"{start:.6g}", f"{value:.6g}", "" if se is None else f"{se:.3g}"))
+        error = "" if se is None else (f"{se:.3g}" if math.isfinite(se) else "n/a (not identifiable)")
+        rows.append((name, f"{start:.6g}", f"{value:.6g}", error))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-             for r in rows]
+             for r in rows] if len(rows) > 1 else ["no physics parameters fitted"]
     if result.weights.size:
         lines.append(f"neural weights: {result.weights.size} (saved in weights.npz)")
     lines.append(f"final loss: {result.loss:.6g}")

@@ -48,7 +48,7 @@ class FitResult:
     def table(self) -> list[tuple[str, float, float, float | None]]:
         """(name, initial, fitted, standard error or None) for every fitted parameter."""
         return [(p.name, self.initial.get(p.name, p.value), self.params[p.name],
-                 None if self.stderr is None else self.stderr.get(p.name)) for p in self.model.fitted_params]
+                 None if self.stderr is None else _nan(self.stderr.get(p.name))) for p in self.model.fitted_params]
 
     def save(self, directory: str | Path) -> Path:
         """Write ``params.json``, ``weights.npz`` and ``history.csv`` into ``directory`` (created)."""
@@ -63,7 +63,8 @@ class FitResult:
         doc = {
             "model": self.model.name, "model_file": self.model.filename, "odedsl_version": __version__,
             "params": self.params, "initial": self.initial, "loss": _finite(self.loss),
-            "stderr": self.stderr, "settings": self.settings, "message": self.message,
+            "stderr": None if self.stderr is None else {k: _finite(v) for k, v in self.stderr.items()},
+            "settings": self.settings, "message": self.message,
             "correlation": None if self.corr is None else [[_finite(v) for v in row] for row in self.corr.tolist()],
         }
         _atomic_text(d / PARAMS, json.dumps(doc, indent=2) + "\n")
@@ -71,6 +72,11 @@ class FitResult:
             np.savez(fh, weights=np.asarray(self.weights, dtype=float))
         write_csv(d / HISTORY, ["iteration", "loss", "seconds"], np.array(self.history, dtype=float).reshape(-1, 3))
         return d
+
+
+def _nan(v: float | None) -> float:
+    """A standard error read back from JSON, where 'not identifiable' (NaN) is null."""
+    return math.nan if v is None else float(v)
 
 
 def _finite(v: float) -> float | None:

@@ -93,10 +93,10 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
     data = _dataset(model, data, settings)
     sc = scaling(data)
     kind, why = choose(model, data, settings)
-    if report is not None:  # the optimiser, why, and the most iterations it may take (for a progress bar)
+    if report is not None:  # the optimiser, why, the most iterations it may take, the data's warnings
         polish = 100 if settings.polish_iters is None else settings.polish_iters
         report(kind, why, (settings.max_iters or 200) if kind == "least-squares" else
-               (settings.max_iters or 300) + polish)
+               (settings.max_iters or 300) + polish, data.warnings)
     initial = {p.name: p.value for p in model.params}
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:

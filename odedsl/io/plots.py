@@ -17,6 +17,7 @@ def plot_solution(sol, path: str | Path) -> None:
         ax.set_title(f"{sol.model.name} ({sol.method})")
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
+        fig.tight_layout()
         return fig
 
     _figure(path, draw)
@@ -29,7 +30,6 @@ def _figure(path: str | Path, draw) -> None:
     import matplotlib.pyplot as plt
 
     fig = draw(plt)
-    fig.tight_layout()
     try:
         fig.savefig(path)
     except OSError as exc:
@@ -57,6 +57,7 @@ def plot_fit(curves: list[dict], path: str | Path, title: str) -> None:
             ax.set_visible(False)
         axes.ravel()[0].legend(loc="best", fontsize=8)
         fig.suptitle(title)
+        fig.tight_layout(rect=(0, 0, 1, 0.96))  # room for the title above the panels' own
         return fig
 
     _figure(path, draw)
@@ -72,10 +73,15 @@ def plot_loss(history, path: str | Path, title: str) -> None:
         ax.plot(h[:, 0], h[:, 1], color="C0")
         if h.size and np.all(h[:, 1] > 0):
             ax.set_yscale("log")
+        elif h.size:  # a loss with log-sigma terms can be negative: linear, not stretched by a stray trial
+            lo, hi = float(h[:, 1].min()), float(np.quantile(h[:, 1], 0.95))
+            pad = 0.05 * max(hi - lo, 1e-12)
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
         ax.set_title(title)
         ax.grid(alpha=0.3)
+        fig.tight_layout()
         return fig
 
     _figure(path, draw)
