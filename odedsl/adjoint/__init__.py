@@ -107,10 +107,13 @@ def start_gradient(t_eval: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor
     return (grad_out * at_start).sum(0)
 
 
-def flat_weight_grads(tm, per_net: list) -> list[torch.Tensor]:
-    """Per weight tensor (``parameters()`` order), from the generated VJP's per-net lists (None: zeros)."""
+def flat_weight_grads(shapes: list[list[torch.Tensor]], per_net: list) -> list[torch.Tensor]:
+    """Per weight tensor (``parameters()`` order), from the generated VJP's per-net lists (None: zeros).
+
+    ``shapes``: per net, zero tensors shaped like its parameters (made once per solve: walking a
+    module's parameters costs more than the products here).
+    """
     out = []
-    for net, grads in zip(tm.nets, per_net):
-        params = list(net.parameters())
-        out += [torch.zeros_like(w) for w in params] if grads is None else list(grads)
+    for zeros, grads in zip(shapes, per_net):
+        out += zeros if grads is None else list(grads)
     return out

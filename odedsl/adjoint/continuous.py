@@ -47,6 +47,7 @@ class ContinuousAdjoint(torch.autograd.Function):
         n_p, n_w = p.numel(), sum(w.numel() for w in weights)
         ps = tuple(p.unbind())
         nets = tm.prepared_nets()
+        zeros = [[torch.zeros_like(w) for w in net.parameters()] for net in tm.nets]
         t0, t_end = t_eval[:, 0], t_eval[:, -1]
         active = torch.ones(B, dtype=out.dtype, device=out.device)
 
@@ -59,7 +60,7 @@ class ContinuousAdjoint(torch.autograd.Function):
             parts = [(-f * active.unsqueeze(-1)).reshape(-1), gy.reshape(-1)]
             if n_p:
                 parts.append(gp.reshape(-1, n_p).sum(0))
-            parts += [g.reshape(-1) for g in flat_weight_grads(tm, gw)]
+            parts += [g.reshape(-1) for g in flat_weight_grads(zeros, gw)]
             return torch.cat(parts).unsqueeze(0)
 
         y = torch.zeros(B, N, dtype=out.dtype, device=out.device)
