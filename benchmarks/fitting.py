@@ -63,7 +63,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,6 +74,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's odedsl first
 import numpy as np  # noqa: E402
 
 import odedsl  # noqa: E402
+from benchmarks import provenance  # noqa: E402
 
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -415,24 +415,7 @@ def bench_ude(args, found: dict, tmp: Path) -> dict:
 
 
 def versions() -> dict[str, str]:
-    import scipy
-
-    out = {"python": platform.python_version(), "odedsl": getattr(odedsl, "__version__", "?"),
-           "numpy": np.__version__, "scipy": scipy.__version__}
-    for name in ("numba", "torch", "torchdiffeq"):
-        try:
-            out[name] = getattr(__import__(name), "__version__", "?")
-        except ImportError:
-            out[name] = "not installed"
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=False, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, check=False,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        out["commit"] = (rev + (" (modified)" if dirty else "")) if rev else "?"
-    except (OSError, subprocess.SubprocessError):
-        out["commit"] = "?"
-    return out
+    return provenance.versions(["odedsl", "numpy", "scipy", "numba", "torch", "torchdiffeq"])
 
 
 def peers() -> dict[str, object]:

@@ -101,6 +101,7 @@ import torch
 from torch import nn
 
 import odedsl
+from benchmarks import provenance
 
 UDE_FILE = ROOT / "models" / "lotka_volterra_ude.ode"
 NODE_FILE = ROOT / "benchmarks" / "models" / "neural_ode_64.ode"
@@ -124,22 +125,7 @@ def peers() -> dict[str, object]:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "torch": torch.__version__,
-           "odedsl": getattr(odedsl, "__version__", "?")}
-    for name in ("torchdiffeq", "torchode"):
-        try:
-            out[name] = getattr(__import__(name), "__version__", "?")
-        except ImportError:
-            out[name] = "not installed"
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=False, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, check=False,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        out["commit"] = (rev + (" (modified)" if dirty else "")) if rev else "?"
-    except (OSError, subprocess.SubprocessError):
-        out["commit"] = "?"
-    return out
+    return provenance.versions(["torch", "odedsl", "torchdiffeq", "torchode"])
 
 
 # -- the peers' vector fields: what a user writes by hand --------------------------------------------------
