@@ -130,3 +130,40 @@ class BasePrinter(PythonCodePrinter):
 
     def _print_NeuralTerm(self, e):
         raise CodegenError(f"internal: unreplaced neural term {e}")
+
+
+def no_delta(e: sympy.Expr) -> sympy.Expr:
+    """Drop the almost-everywhere-zero ``DiracDelta`` that ``sign`` and ``abs`` differentiate to."""
+    return e.replace(sympy.DiracDelta, lambda *a: sympy.S.Zero) if e.has(sympy.DiracDelta) else e
+
+
+@dataclass
+class ReverseMode:
+    """The vector-Jacobian product ``a·∂f/∂(y, p)`` of a right-hand side with nets, symbolically.
+
+    Differentiates ``S = Σ a_i f_i + Σ_calls Σ_i ḡ_{c,i} h_{c,i}`` with the nets' outputs as
+    symbols, where ``h_{c,i}`` are call ``c``'s argument expressions and ``ḡ_{c,i}`` (symbols
+    ``_g{c}_{i}``) their cotangents, which each net's own VJP supplies. Generated code
+    evaluates, for the calls from the outermost level in: ``cout[c]`` (the cotangent of the
+    call's outputs), then the net's VJP giving ``_g{c}_*``; and finally ``grads``.
+    """
+
+    a: list[sympy.Symbol]  # a_0 .. a_{n-1}
+    cout: dict[int, list[sympy.Expr]]  # per call index: d S / d output_k
+    grads: list[sympy.Expr]  # d S / d y_i, then d S / d p_j
+
+    @classmethod
+    def build(cls, exprs: list[sympy.Expr], calls: list[NetCall], placeholder: dict, n_states: int,
+              n_params: int, n_outputs: dict[int, int]) -> ReverseMode:
+        """``exprs`` in code symbols; ``n_outputs``: per call index, its net's output count."""
+        a = [sympy.Symbol(f"a_{i}", real=True) for i in range(n_states)]
+        total = sum((ai * e.xreplace(placeholder) for ai, e in zip(a, exprs)), sympy.S.Zero)
+        for c in calls:
+            cin = [sympy.Symbol(f"_g{c.index}_{i}", real=True) for i in range(len(c.args))]
+            total += sum((g * arg.xreplace(placeholder) for g, arg in zip(cin, c.args)), sympy.S.Zero)
+        cout = {c.index: [no_delta(total.diff(sympy.Symbol(f"_n{c.index}_{k}", real=True)))
+                          for k in range(n_outputs[c.index])] for c in calls}
+        syms = [sympy.Symbol(f"y_{i}", real=True) for i in range(n_states)] + [
+            sympy.Symbol(f"p_{j}", real=True) for j in range(n_params)]
+        grads = [no_delta(total.diff(s)) if s in total.free_symbols else sympy.S.Zero for s in syms]
+        return cls(a, cout, grads)

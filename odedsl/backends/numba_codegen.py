@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sympy
 
-from odedsl.backends.codegen_common import (BasePrinter, CodegenError, NetCall, code_symbols, find_net_calls,
-                                            input_rates)
+from odedsl.backends.codegen_common import (BasePrinter, CodegenError, NetCall, ReverseMode, code_symbols,
+                                            find_net_calls, input_rates)
 from odedsl.model import Model
 from odedsl.nets import ACTIVATION_CODES, layouts
 
@@ -138,6 +138,37 @@ class _Generator:
             head.append("    p, w, ut, uv = margs")
         return "\n".join(head + ["    " + line for line in body] + ["    return None", ""])
 
+    def vjp(self) -> str:
+        """``vjp(t, y, margs, a, gy, gp, gw)``: gy = a·∂f/∂y, gp = a·∂f/∂p, gw += a·∂f/∂weights.
+
+        The physics symbolically (``codegen_common.ReverseMode``), each net call through ``_mlp_vjp``.
+        """
+        m = self.model
+        n, n_p = len(m.states), len(m.params)
+        exprs = [self.to_code_symbols(e) for e in m.rhs]
+        calls, placeholder = self.net_calls(exprs)
+        rev = ReverseMode.build(exprs, calls, placeholder, n, n_p, {c.index: m.net(c.net).n_out for c in calls})
+        writer = _FunctionWriter(self)
+        writer.body([], exprs)  # unpacking and the forward pass of every net
+        used = set().union(*(e.free_symbols for e in rev.grads), *(e.free_symbols for cs in rev.cout.values()
+                                                                      for e in cs)) if n else set()
+        writer.lines += [f"a_{i} = a[{i}]" for i in range(n) if sympy.Symbol(f"a_{i}", real=True) in used]
+        for level in sorted({c.level for c in calls}, reverse=True):
+            for c in [c for c in calls if c.level == level]:
+                lay = self.layouts[c.net]
+                n_out, n_in = lay.sizes[-1], len(c.args)
+                writer.lines.append(f"_co{c.index} = np.empty({n_out})")
+                writer.lines.append(f"_gi{c.index} = np.empty({n_in})")
+                writer.emit_block([f"_co{c.index}[{k}]" for k in range(n_out)], rev.cout[c.index], f"_b{c.index}_")
+                writer.lines.append(f"_mlp_vjp(w, {lay.offset}, _SIZES_{self.net_index[c.net]}, "
+                                    f"{ACTIVATION_CODES[lay.activation]}, _a{c.index}, _co{c.index}, _gi{c.index}, gw)")
+                writer.lines += [f"_g{c.index}_{i} = _gi{c.index}[{i}]" for i in range(n_in)]
+        writer.emit_block([f"gy[{i}]" for i in range(n)] + [f"gp[{j}]" for j in range(n_p)], rev.grads, "_z")
+        head = ["def vjp(t, y, margs, a, gy, gp, gw):",
+                '    """gy = a.df/dy, gp = a.df/dp, and gw += a.df/dw (the caller zeroes gw)."""',
+                "    p, w, ut, uv = margs"]
+        return "\n".join(head + ["    " + line for line in writer.lines] + ["    return None", ""])
+
     def module_functions(self) -> str:
         m = self.model
         n, n_p = len(m.states), len(m.params)
@@ -159,6 +190,7 @@ class _Generator:
                                  [e for _, _, e in entries], ["out[:, :] = 0.0"], "d rhs / d params (n, n_params)."))
         out.append(self.function("observe", "t, y, margs, out", [f"out[{i}]" for i in range(len(m.observables))],
                                  [o.expr for o in m.observables], [], "The observables at (t, y)."))
+        out.append(self.vjp())
         init = self.function("init", "p, out", [f"out[{i}]" for i in range(n)], m.initial_values, [],
                              "Initial values from the parameters.")
         out.append(init)

@@ -149,6 +149,63 @@ def _mlp_jacobian(w, off, sizes, act, x, out, jac):
             jac[i, j] = jh[i, j]
 
 
+def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
+    """g_in = (d net / d x)^T g_out, and g_w[off:] += (d net / d weights)^T g_out (layout: odedsl.nets).
+
+    The forward pass keeps every layer's input and pre-activation; the backward pass
+    goes through the layers in reverse: bias += g, weight += g h^T, g <- (W^T g) * act'(z).
+    """
+    n_layers = sizes.size - 1
+    starts = np.zeros(n_layers + 2, dtype=np.int64)  # where layer l's input sits in ``hs``
+    for layer in range(n_layers + 1):
+        starts[layer + 1] = starts[layer] + sizes[layer]
+    hs = np.empty(starts[n_layers + 1])  # every layer's input, then the output
+    zs = np.empty(starts[n_layers + 1])  # pre-activations, at their layer's output position
+    woff = np.empty(n_layers, dtype=np.int64)
+    for i in range(sizes[0]):
+        hs[i] = x[i]
+    pos = off
+    for layer in range(n_layers):
+        fi = sizes[layer]
+        fo = sizes[layer + 1]
+        woff[layer] = pos
+        last = layer == n_layers - 1
+        for r in range(fo):
+            acc = w[pos + fo * fi + r]
+            base = pos + r * fi
+            for c in range(fi):
+                acc += w[base + c] * hs[starts[layer] + c]
+            zs[starts[layer + 1] + r] = acc
+            hs[starts[layer + 1] + r] = acc if last else _act(act, acc)
+        pos += fo * fi + fo
+    width = 0
+    for k in range(sizes.size):
+        width = max(width, sizes[k])
+    g = np.zeros(width)
+    gi = np.zeros(width)
+    for r in range(sizes[n_layers]):
+        g[r] = g_out[r]
+    for layer in range(n_layers - 1, -1, -1):
+        fi = sizes[layer]
+        fo = sizes[layer + 1]
+        pos = woff[layer]
+        for c in range(fi):
+            gi[c] = 0.0
+        for r in range(fo):
+            gr = g[r]
+            g_w[pos + fo * fi + r] += gr
+            base = pos + r * fi
+            for c in range(fi):
+                g_w[base + c] += gr * hs[starts[layer] + c]
+                gi[c] += w[base + c] * gr
+        if layer > 0:
+            for c in range(fi):
+                g[c] = gi[c] * _act_deriv(act, zs[starts[layer] + c])
+        else:
+            for c in range(fi):
+                g_in[c] = gi[c]
+
+
 def _interp(t, ut, uv, k):
     """Input k at time t: linear between samples, constant beyond the ends."""
     n = ut.size

@@ -31,8 +31,8 @@ import hashlib
 
 import sympy
 
-from odedsl.backends.codegen_common import (BasePrinter, CodegenError, NetCall, code_symbols, find_net_calls,
-                                            input_rates)
+from odedsl.backends.codegen_common import (BasePrinter, CodegenError, NetCall, ReverseMode, code_symbols,
+                                            find_net_calls, input_rates)
 from odedsl.model import Model
 
 
@@ -157,11 +157,6 @@ def guard_branches(e: sympy.Expr) -> sympy.Expr:
     return e.replace(lambda x: isinstance(x, sympy.Piecewise), guard)
 
 
-def _no_delta(e: sympy.Expr) -> sympy.Expr:
-    """Drop the almost-everywhere-zero ``DiracDelta`` that ``sign`` and ``abs`` differentiate to."""
-    return e.replace(sympy.DiracDelta, lambda *a: sympy.S.Zero) if e.has(sympy.DiracDelta) else e
-
-
 class _Writer:
     """One generated function's body: unpacking, net evaluations, CSE'd assignments."""
 
@@ -283,16 +278,12 @@ class _Generator:
         return "\n".join(self.head(name, args, doc) + ["    " + line for line in w.lines]) + "\n"
 
     def vjp(self) -> str:
-        """The reverse-mode product: ``S = a·f + Σ_calls c_h·h`` differentiated with net outputs as symbols."""
+        """The reverse-mode product (``codegen_common.ReverseMode``), each net through its own VJP."""
         m = self.model
         n, n_p = len(m.states), len(m.params)
         exprs, calls, placeholder = self.prepare(m.rhs)
-        a = [sympy.Symbol(f"a_{i}", real=True) for i in range(n)]
-        total = sum((ai * e.xreplace(placeholder) for ai, e in zip(a, exprs)), sympy.S.Zero)
-        cin: dict[int, list[sympy.Symbol]] = {}
-        for c in calls:
-            cin[c.index] = [sympy.Symbol(f"_g{c.index}_{i}", real=True) for i in range(len(c.args))]
-            total += sum((g * arg.xreplace(placeholder) for g, arg in zip(cin[c.index], c.args)), sympy.S.Zero)
+        rev = ReverseMode.build(exprs, calls, placeholder, n, n_p, {c.index: m.net(c.net).n_out for c in calls})
+        a = rev.a
         w = _Writer(self)
         used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
         for c in calls:
@@ -310,18 +301,14 @@ class _Generator:
         for level in sorted({c.level for c in calls}, reverse=True):
             for c in [c for c in calls if c.level == level]:
                 n_out = m.net(c.net).n_out
-                outs = [sympy.Symbol(f"_n{c.index}_{k}", real=True) for k in range(n_out)]
-                w.block([f"_co{c.index}_{k}" for k in range(n_out)], [_no_delta(total.diff(o)) for o in outs],
-                        f"_b{c.index}_")
+                w.block([f"_co{c.index}_{k}" for k in range(n_out)], rev.cout[c.index], f"_b{c.index}_")
                 cot = ", ".join(f"_co{c.index}_{k}" for k in range(n_out))
                 net = self.net_index[c.net]
                 w.lines.append(f"_gx{c.index}, _gw{c.index} = nets[{net}].vjp(_k{c.index}, _stack([{cot}], _r))")
                 gs = ", ".join(f"_g{c.index}_{i}" for i in range(len(c.args)))
                 w.lines.append(f"{gs}, = _gx{c.index}.unbind(-1)")
                 net_grads.append((net, c.index))
-        syms = [sympy.Symbol(f"y_{i}", real=True) for i in range(n)] + [sympy.Symbol(f"p_{j}", real=True)
-                                                                          for j in range(n_p)]
-        grads = [_no_delta(total.diff(s)) if s in total.free_symbols else sympy.S.Zero for s in syms]
+        grads = rev.grads
         w.block([f"_gy{i}" for i in range(n)] + [f"_gp{j}" for j in range(n_p)], grads, "_z")
         batched |= set(a)
         w.lines.append(f"_gy = {self.stack([f'_gy{i}' for i in range(n)], grads[:n], batched)}")
