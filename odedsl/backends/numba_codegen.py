@@ -191,6 +191,11 @@ class _Generator:
         out.append(self.function("observe", "t, y, margs, out", [f"out[{i}]" for i in range(len(m.observables))],
                                  [o.expr for o in m.observables], [], "The observables at (t, y)."))
         out.append(self.vjp())
+        ji = m.jacobian([q.symbol for q in m.params], m.initial_values)
+        entries = [(i, j, ji[i, j]) for i in range(n) for j in range(n_p) if ji[i, j] != 0]
+        out.append(self.function("init_jac", "p, out", [f"out[{i}, {j}]" for i, j, _ in entries],
+                                 [e for _, _, e in entries], ["out[:, :] = 0.0"],
+                                 "d initial values / d params (n, n_params)."))
         init = self.function("init", "p, out", [f"out[{i}]" for i in range(n)], m.initial_values, [],
                              "Initial values from the parameters.")
         out.append(init)

@@ -23,9 +23,9 @@ from odedsl.model import Model
 
 def _kernel_modules() -> list[types.ModuleType]:
     from odedsl.backends import numba_kernels
-    from odedsl.solvers import auto, bdf, ensemble, explicit, linalg, rosenbrock
+    from odedsl.solvers import adjoint_rk, auto, bdf, ensemble, explicit, linalg, rosenbrock
 
-    return [numba_kernels, explicit, linalg, rosenbrock, bdf, auto, ensemble]
+    return [numba_kernels, explicit, linalg, rosenbrock, bdf, auto, ensemble, adjoint_rk]
 
 
 #: Kernels compiled with ``parallel=True`` (they use ``prange``).
@@ -85,7 +85,7 @@ def _simulate_{m.name}(t_eval, p, w, ut, uv, y0_idx, y0_val, rtol, atol, h_init,
         return -1, t_eval[0], out, stats, y
     status, t_reached = _rk_adaptive(t_eval, y, (p, w, ut, uv), {tab}, {k.fsal!r}, {k.expo1!r}, {m.beta!r},
                                      {m.safety!r}, {m.facmin!r}, {m.facmax!r}, {k.order!r}, rtol, atol, h_init,
-                                     np.inf, max_steps, out, stats)
+                                     np.inf, max_steps, out, stats, np.zeros((0, 3)))
     return status, t_reached, out, stats, y
 _simulate_{m.name} = njit(cache=True, error_model='numpy')(_simulate_{m.name})
 """)
@@ -101,7 +101,7 @@ def module_source(model: Model) -> str:
         "import math", "", "import numpy as np", "from numba import njit, prange", "",
         generate(model), "# shared kernels",
     ]
-    names = ["rhs", "jac", "dfdt", "jac_p", "observe", "vjp", "init"]
+    names = ["rhs", "jac", "dfdt", "jac_p", "observe", "vjp", "init_jac", "init"]
     constants = {}  # kernel modules import each other's constants: each is written once
     for mod in _kernel_modules():
         for f in _functions(mod):

@@ -7,6 +7,7 @@ each trajectory runs the same single-trajectory loop as ``simulate``.
 # The single-trajectory loops (``_rk_adaptive``, ``_rosenbrock``, ...) are defined in the generated module too.
 # ruff: noqa: F821
 
+import numpy as np
 from numba import prange
 
 
@@ -15,7 +16,8 @@ def ensemble_adaptive(t_eval, Y0, P, w, ut, uv, a, b, c, e, e3, dense, xa, xc, f
     for k in prange(Y0.shape[0]):
         margs = (P[k], w, ut, uv)
         st, tr = _rk_adaptive(t_eval, Y0[k], margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, beta, safety,
-                              facmin, facmax, order, rtol, atol, h_init, h_max, max_steps, out[k], stats[k])
+                              facmin, facmax, order, rtol, atol, h_init, h_max, max_steps, out[k], stats[k],
+                              np.zeros((0, 3)))
         status[k] = st
         t_reached[k] = tr
 

@@ -177,12 +177,14 @@ def _rk_fixed(t_eval, y0, margs, a, b, c, dt, max_steps, out, stats):
 
 
 def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, beta, safety, facmin, facmax,
-                 order, rtol, atol, h_init, h_max, max_steps, out, stats):
+                 order, rtol, atol, h_init, h_max, max_steps, out, stats, tape):
     """Adaptive embedded RK with PI control and dense output at ``t_eval``.
 
     ``xa``/``xc`` are the extra stages some tableaux need for dense output only
     (computed once per step, and only when an output time falls in the step).
     ``e3`` is dop853's second error estimator (empty for other methods).
+    ``tape`` (k, 3) receives ``(t, h, t_new)`` of the first k accepted steps (for the
+    discrete adjoint, adjoint_rk.py); pass an empty one otherwise.
     """
     n = y0.size
     s = b.size
@@ -259,6 +261,11 @@ def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, 
             continue
         stats[STAT_ACCEPTED] += 1
         t_new = t_end if last else t + h
+        done = stats[STAT_ACCEPTED] - 1
+        if done < tape.shape[0]:
+            tape[done, 0] = t
+            tape[done, 1] = h
+            tape[done, 2] = t_new
         if t_eval[idx] <= t_new:
             for j in range(s, sd):
                 for i in range(n):
