@@ -377,10 +377,15 @@ def counting_ude():
         TorchModel.rhs_closure, TorchObjective.value_and_grad = closure, vg
 
 
-def odedsl_ude(model: odedsl.Model, path: Path, iters: int) -> dict:
+UDE_NUMBA = "odedsl Model.fit (numba backend: the default on a CPU)"
+UDE_TORCH = "odedsl Model.fit (torch backend)"
+
+
+def odedsl_ude(model: odedsl.Model, path: Path, iters: int, backend: str) -> dict:
+    """``backend="torch"`` counts the vector-field calls; the compiled ``numba`` one runs without Python hooks."""
     with counting_ude() as stats:
         res = model.fit(str(path), max_iters=iters, polish_iters=0, lr=UDE_LR, rtol=RTOL, atol=ATOL,
-                        seed=UDE_SEED, optimizer="adam")
+                        seed=UDE_SEED, optimizer="adam", backend=backend)
     return {"losses": [loss for _, loss, _ in res.history], "calls": stats["calls"], "solve_s": stats["seconds"],
             "alpha": res.params["alpha"], "best": float(res.loss), "message": res.message}
 
@@ -391,13 +396,14 @@ def bench_ude(args, found: dict, tmp: Path) -> dict:
     model = odedsl.load(UDE_FILE)
     iters = args.ude_iters or (5 if args.quick else 200)
     repeats = args.repeats or (1 if args.quick else 3)
-    tools = {"odedsl Model.fit": lambda n=iters: odedsl_ude(model, path, n)}
+    tools = {UDE_NUMBA: lambda n=iters: odedsl_ude(model, path, n, "numba"),
+             UDE_TORCH: lambda n=iters: odedsl_ude(model, path, n, "torch")}
     if "torchdiffeq" in found:
         start = odedsl_start(model)  # outside the timed code
         tools["torchdiffeq odeint + torch.optim.Adam"] = lambda n=iters: torchdiffeq_ude(model, start, path, n,
                                                                                          found["torchdiffeq"])
     rows = take_turns(tools, repeats, {name: (lambda fn=fn: fn(2)) for name, fn in tools.items()})
-    ref = rows["odedsl Model.fit"]
+    ref = rows[UDE_NUMBA]
     for row in rows.values():
         losses = row.pop("losses")
         row["iterations"] = len(losses)
@@ -469,7 +475,7 @@ def markdown_lsq(res: dict) -> list[str]:
 
 def markdown_ude(res: dict) -> list[str]:
     rows = res["rows"]
-    ref = rows["odedsl Model.fit"]
+    ref = rows[UDE_NUMBA]
     lines = [f"### Lotka–Volterra UDE, {res['iterations']} Adam iterations (lr {res['lr']:g}), "
              f"{res['n_points']} values (median of {res['repeats']} fits)", "",
              "| tool | s / fit (wall / CPU) | time / odedsl's (CPU) | f calls / iteration | "

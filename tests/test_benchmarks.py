@@ -190,9 +190,11 @@ def test_fitting_script_runs_without_torchdiffeq(monkeypatch, capsys, tmp_path):
         assert r["cpu_s"] > 0 and r["solves"] > 0
     assert max(abs(a - b) / b for a, b in zip(lsq["odedsl Model.fit"]["x"], fitting.LSQ_TRUE)) < 0.05
     ude = result["ude"]["rows"]
-    assert list(ude) == ["odedsl Model.fit"]
-    r = ude["odedsl Model.fit"]
+    assert list(ude) == [fitting.UDE_NUMBA, fitting.UDE_TORCH]
+    r = ude[fitting.UDE_TORCH]
     assert r["iterations"] == 3 and r["calls_per_iter"] > 0 and r["best"] < r["first_loss"]
+    compiled = ude[fitting.UDE_NUMBA]
+    assert compiled["iterations"] == 3 and abs(compiled["best"] - r["best"]) < 1e-8 * abs(r["first_loss"])
 
 
 def test_fitting_script_ude_smoke(capsys, tmp_path):
@@ -204,9 +206,9 @@ def test_fitting_script_ude_smoke(capsys, tmp_path):
     assert fitting.main(["--quick", "--only", "ude", "--threads", "0", "--ude-iters", "3", "--json", str(out)]) == 0
     assert "| torchdiffeq odeint + torch.optim.Adam |" in capsys.readouterr().out
     rows = json.loads(out.read_text())["ude"]["rows"]
-    assert list(rows) == ["odedsl Model.fit", "torchdiffeq odeint + torch.optim.Adam"]
+    assert list(rows) == [fitting.UDE_NUMBA, fitting.UDE_TORCH, "torchdiffeq odeint + torch.optim.Adam"]
     peer = rows["torchdiffeq odeint + torch.optim.Adam"]
     assert peer["d_first_loss"] < 1e-5  # same initial weights and alpha, same loss (up to the solvers' error)
-    ref = rows["odedsl Model.fit"]
+    ref = rows[fitting.UDE_NUMBA]
     assert abs(peer["best"] - ref["best"]) < 1e-3 * abs(ref["first_loss"])
     assert abs(peer["alpha"] - ref["alpha"]) < 1e-3

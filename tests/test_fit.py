@@ -257,20 +257,25 @@ def test_ude_training_loss_falls(ude_data):
 RESUME_SETTINGS = {"max_iters": 16, "polish_iters": 4, "lr": 0.02, "rtol": 1e-5, "atol": 1e-7, "checkpoint_every": 5}
 
 
-def interrupt_at(monkeypatch, call: int) -> None:
-    """Make the K-th loss evaluation raise KeyboardInterrupt, as Ctrl-C would."""
+def objective_classes():
+    """The Adam path's loss-and-gradient classes (compiled and Torch): tests patch both."""
+    from odedsl.fit.numba_objective import NumbaObjective
     from odedsl.fit.torch_objective import TorchObjective
 
-    original = TorchObjective.value_and_grad
+    return NumbaObjective, TorchObjective
+
+
+def interrupt_at(monkeypatch, call: int) -> None:
+    """Make the K-th loss evaluation raise KeyboardInterrupt, as Ctrl-C would."""
     count = {"n": 0}
+    for cls in objective_classes():
+        def interrupting(self, x, original=cls.value_and_grad):
+            count["n"] += 1
+            if count["n"] == call:
+                raise KeyboardInterrupt
+            return original(self, x)
 
-    def interrupting(self, x):
-        count["n"] += 1
-        if count["n"] == call:
-            raise KeyboardInterrupt
-        return original(self, x)
-
-    monkeypatch.setattr(TorchObjective, "value_and_grad", interrupting)
+        monkeypatch.setattr(cls, "value_and_grad", interrupting)
 
 
 def same_fit(a, b) -> None:
@@ -536,6 +541,22 @@ def test_unknown_fit_setting_is_a_usage_error(lv_data):
 
 # -- 6. a solver that blows up mid-fit ---------------------------------------------------------------
 
+class _Merged:
+    """Several recorders of failures read as one list."""
+
+    def __init__(self, lists: list[list]) -> None:
+        self.lists = lists
+
+    def __iter__(self):
+        return (f for lst in self.lists for f in lst)
+
+    def __len__(self) -> int:
+        return sum(len(lst) for lst in self.lists)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+
 def count_failures(monkeypatch, cls) -> list:
     """Record every evaluation of ``cls.value_and_grad`` / ``cls.__call__`` that raises NumericalError."""
     name = "__call__" if cls.__name__ == "Residuals" else "value_and_grad"
@@ -554,9 +575,7 @@ def count_failures(monkeypatch, cls) -> list:
 
 
 def test_adam_survives_blow_ups_and_saves_the_best(blowup_data, tmp_path, monkeypatch, capsys):
-    from odedsl.fit.torch_objective import TorchObjective
-
-    failures = count_failures(monkeypatch, TorchObjective)
+    failures = _Merged([count_failures(monkeypatch, cls) for cls in objective_classes()])
     model = tmp_path / "blowup.ode"
     model.write_text(BLOWUP)
     out = tmp_path / "out"
@@ -594,18 +613,15 @@ def test_adam_stopped_by_repeated_failures_exits_three_with_the_best_saved(blowu
                                                                            capsys):
     """From the 6th evaluation on, every solve fails (as if the model had become unsolvable): Adam undoes
     and retries 8 times, then stops; the best point so far is saved and the exit code is 3."""
-    from odedsl.fit.torch_objective import TorchObjective
-
-    original = TorchObjective.value_and_grad
     count = {"n": 0}
+    for cls in objective_classes():
+        def failing(self, x, original=cls.value_and_grad):
+            count["n"] += 1
+            if count["n"] > 5:
+                raise NumericalError("trajectory 0: the step size became too small (simulated)")
+            return original(self, x)
 
-    def failing(self, x):
-        count["n"] += 1
-        if count["n"] > 5:
-            raise NumericalError("trajectory 0: the step size became too small (simulated)")
-        return original(self, x)
-
-    monkeypatch.setattr(TorchObjective, "value_and_grad", failing)
+        monkeypatch.setattr(cls, "value_and_grad", failing)
     model = tmp_path / "blowup.ode"
     model.write_text(BLOWUP)
     out = tmp_path / "out"

@@ -169,36 +169,40 @@ class _Generator:
                 "    p, w, ut, uv = margs"]
         return "\n".join(head + ["    " + line for line in writer.lines] + ["    return None", ""])
 
+    def matrix(self, name: str, args: str, mat: sympy.Matrix, doc: str) -> str:
+        """A function writing the non-zero entries of ``mat`` into a zeroed dense ``out``."""
+        entries = [(i, j, mat[i, j]) for i in range(mat.rows) for j in range(mat.cols) if mat[i, j] != 0]
+        return self.function(name, args, [f"out[{i}, {j}]" for i, j, _ in entries], [e for _, _, e in entries],
+                             ["out[:, :] = 0.0"], doc)
+
     def module_functions(self) -> str:
         m = self.model
         n, n_p = len(m.states), len(m.params)
+        ps = [q.symbol for q in m.params]
+        obs = [o.expr for o in m.observables]
+        noise = [o.noise.args[0] if o.noise else sympy.S.One for o in m.observables]
         sizes = [f"_SIZES_{i} = np.array({list(lay.sizes)}, dtype=np.int64)" for i, lay in enumerate(self.layouts.values())]
         out = ["# model functions", f"N_STATES = {n}", f"N_PARAMS = {n_p}", f"N_INPUTS = {len(m.inputs)}",
-               f"N_OBSERVABLES = {len(m.observables)}", *sizes, ""]
-        out.append(self.function("rhs", "t, y, margs, out", [f"out[{i}]" for i in range(n)], m.rhs, [],
-                                 "dy/dt at (t, y)."))
-        jac = m.jacobian_states()
-        entries = [(i, j, jac[i, j]) for i in range(n) for j in range(n) if jac[i, j] != 0]
-        out.append(self.function("jac", "t, y, margs, out", [f"out[{i}, {j}]" for i, j, _ in entries],
-                                 [e for _, _, e in entries], ["out[:, :] = 0.0"], "d rhs / d y, dense (n, n)."))
-        dfdt = input_rates(m, m.rhs)
-        out.append(self.function("dfdt", "t, y, margs, out", [f"out[{i}]" for i in range(n)], dfdt, [],
-                                 "partial d rhs / d t, including the inputs' rates of change."))
-        jp = m.jacobian_params()
-        entries = [(i, j, jp[i, j]) for i in range(n) for j in range(n_p) if jp[i, j] != 0]
-        out.append(self.function("jac_p", "t, y, margs, out", [f"out[{i}, {j}]" for i, j, _ in entries],
-                                 [e for _, _, e in entries], ["out[:, :] = 0.0"], "d rhs / d params (n, n_params)."))
-        out.append(self.function("observe", "t, y, margs, out", [f"out[{i}]" for i in range(len(m.observables))],
-                                 [o.expr for o in m.observables], [], "The observables at (t, y)."))
-        out.append(self.vjp())
-        ji = m.jacobian([q.symbol for q in m.params], m.initial_values)
-        entries = [(i, j, ji[i, j]) for i in range(n) for j in range(n_p) if ji[i, j] != 0]
-        out.append(self.function("init_jac", "p, out", [f"out[{i}, {j}]" for i, j, _ in entries],
-                                 [e for _, _, e in entries], ["out[:, :] = 0.0"],
-                                 "d initial values / d params (n, n_params)."))
-        init = self.function("init", "p, out", [f"out[{i}]" for i in range(n)], m.initial_values, [],
-                             "Initial values from the parameters.")
-        out.append(init)
+               f"N_OBSERVABLES = {len(m.observables)}", *sizes, "",
+               self.function("rhs", "t, y, margs, out", [f"out[{i}]" for i in range(n)], m.rhs, [], "dy/dt at (t, y)."),
+               self.matrix("jac", "t, y, margs, out", m.jacobian_states(), "d rhs / d y, dense (n, n)."),
+               self.function("dfdt", "t, y, margs, out", [f"out[{i}]" for i in range(n)], input_rates(m, m.rhs), [],
+                             "partial d rhs / d t, including the inputs' rates of change."),
+               self.matrix("jac_p", "t, y, margs, out", m.jacobian_params(), "d rhs / d params (n, n_params)."),
+               self.function("observe", "t, y, margs, out", [f"out[{i}]" for i in range(len(obs))], obs, [],
+                             "The observables at (t, y)."),
+               self.matrix("observe_jac", "t, y, margs, out", m.jacobian(m.state_symbols, obs),
+                           "d observables / d y (n_observables, n)."),
+               self.matrix("observe_jac_p", "t, y, margs, out", m.jacobian(ps, obs),
+                           "d observables / d params (n_observables, n_params)."),
+               self.function("noise", "p, out", [f"out[{i}]" for i in range(len(noise))], noise, [],
+                             "Each observable's noise scale (1 without a noise model)."),
+               self.matrix("noise_jac", "p, out", m.jacobian(ps, noise), "d noise scales / d params."),
+               self.vjp(),
+               self.matrix("init_jac", "p, out", m.jacobian(ps, m.initial_values),
+                           "d initial values / d params (n, n_params)."),
+               self.function("init", "p, out", [f"out[{i}]" for i in range(n)], m.initial_values, [],
+                             "Initial values from the parameters.")]
         return "\n".join(out)
 
 

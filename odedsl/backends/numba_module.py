@@ -101,7 +101,8 @@ def module_source(model: Model) -> str:
         "import math", "", "import numpy as np", "from numba import njit, prange", "",
         generate(model), "# shared kernels",
     ]
-    names = ["rhs", "jac", "dfdt", "jac_p", "observe", "vjp", "init_jac", "init"]
+    names = ["rhs", "jac", "dfdt", "jac_p", "observe", "observe_jac", "observe_jac_p", "noise", "noise_jac", "vjp",
+             "init_jac", "init"]
     constants = {}  # kernel modules import each other's constants: each is written once
     for mod in _kernel_modules():
         for f in _functions(mod):

@@ -10,41 +10,18 @@ it outside. Fixed parameters are a buffer. Each ``nn`` declaration is an
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 
 from odedsl.backends.cache import import_generated
+from odedsl import bounds
 from odedsl.backends.torch_nets import MLP
 from odedsl.errors import UsageError
 from odedsl.model import Model
 from odedsl.nets import init_weights
 
 GRADIENT_MODES = ("backprop", "adjoint", "checkpoint")
-
-_UNBOUNDED, _LOWER, _UPPER, _BOTH = 0, 1, 2, 3
-_Z_MAX = 30.0  # a value on its bound starts this far inside the unconstrained space
-
-
-def _kind(lo: float, hi: float) -> int:
-    return (_LOWER if math.isfinite(lo) else 0) | (_UPPER if math.isfinite(hi) else 0)
-
-
-def _to_raw(value: float, lo: float, hi: float) -> float:
-    """The unconstrained coordinate of ``value`` (inverse of ``TorchModel.param_values``)."""
-    kind = _kind(lo, hi)
-    if kind == _BOTH:
-        u = (value - lo) / (hi - lo)
-        z = math.log(u / (1 - u)) if 0 < u < 1 else math.copysign(_Z_MAX, u - 0.5)
-    elif kind in (_LOWER, _UPPER):
-        x = value - lo if kind == _LOWER else hi - value
-        z = x + math.log(-math.expm1(-x)) if x > 0 else -_Z_MAX  # inverse softplus
-    else:
-        z = value
-    return max(-_Z_MAX, min(_Z_MAX, z)) if kind == _BOTH else z
-
 
 class TorchModel(nn.Module):
     """The model's right-hand side and solver on PyTorch (see ``Model.to_torch``)."""
@@ -60,17 +37,17 @@ class TorchModel(nn.Module):
         self.fitted_names = [model.params[i].name for i in fitted]
         lo = [model.params[i].lower for i in fitted]
         hi = [model.params[i].upper for i in fitted]
-        kinds = [_kind(a, b) for a, b in zip(lo, hi)]
+        kinds = [bounds.kind(a, b) for a, b in zip(lo, hi)]
 
         def vec(values, dt=dtype):
             return torch.tensor(values, dtype=dt, device=device)
 
-        self.raw = nn.Parameter(vec([_to_raw(model.params[i].value, a, b) for i, a, b in zip(fitted, lo, hi)]))
+        self.raw = nn.Parameter(vec([bounds.to_raw(model.params[i].value, a, b) for i, a, b in zip(fitted, lo, hi)]))
         self.register_buffer("_kinds", vec(kinds, torch.long))
         # per kind, the constants its map needs, with harmless values elsewhere (torch.where's NaN trap)
-        self.register_buffer("_lo", vec([a if k & _LOWER else 0.0 for a, k in zip(lo, kinds)]))
-        self.register_buffer("_hi", vec([b if k & _UPPER else 0.0 for b, k in zip(hi, kinds)]))
-        self.register_buffer("_span", vec([b - a if k == _BOTH else 1.0 for a, b, k in zip(lo, hi, kinds)]))
+        self.register_buffer("_lo", vec([a if k & bounds.LOWER else 0.0 for a, k in zip(lo, kinds)]))
+        self.register_buffer("_hi", vec([b if k & bounds.UPPER else 0.0 for b, k in zip(hi, kinds)]))
+        self.register_buffer("_span", vec([b - a if k == bounds.BOTH else 1.0 for a, b, k in zip(lo, hi, kinds)]))
         self.register_buffer("fixed_values", vec([model.params[i].value for i in fixed]))
         order = fitted + fixed
         self.register_buffer("_order", vec([order.index(i) for i in range(len(order))], torch.long))
@@ -93,8 +70,8 @@ class TorchModel(nn.Module):
         z, k = self.raw, self._kinds
         both = self._lo + self._span * torch.sigmoid(z)
         soft = torch.clamp_min(z, 0.0) + torch.log1p(torch.exp(-torch.abs(z)))  # exact, unlike F.softplus
-        value = torch.where(k == _BOTH, both, torch.where(k == _LOWER, self._lo + soft,
-                                                          torch.where(k == _UPPER, self._hi - soft, z)))
+        value = torch.where(k == bounds.BOTH, both, torch.where(k == bounds.LOWER, self._lo + soft,
+                                                          torch.where(k == bounds.UPPER, self._hi - soft, z)))
         return torch.cat([value, self.fixed_values])[self._order]
 
     def params(self) -> dict[str, float]:
@@ -115,7 +92,7 @@ class TorchModel(nn.Module):
             if p.fixed:
                 self.fixed_values[fixed.index(p)] = value
             else:
-                self.raw[self.fitted_names.index(name)] = _to_raw(value, p.lower, p.upper)
+                self.raw[self.fitted_names.index(name)] = bounds.to_raw(value, p.lower, p.upper)
 
     # -- nets ---------------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ def add_parser(sub, fmt, number, positive_int) -> None:
                    help="how gradients get through the solver (Adam only; default backprop)")
     f.add_argument("--optimizer", choices=("auto", "least-squares", "adam"), default="auto",
                    help="default auto: least squares without neural terms, else Adam + L-BFGS")
+    f.add_argument("--backend", choices=("auto", "numba", "torch"), default="auto",
+                   help="where Adam's loss and gradient are computed: numba (compiled, CPU), torch (any device); "
+                        "default auto: numba on a CPU for small nets")
     f.add_argument("--seed", type=int, default=0, help="seed of the nets' initial weights (default 0)")
     f.add_argument("--device", choices=("cpu", "cuda"), help="Torch device for Adam (default cpu)")
     f.add_argument("--shooting", type=positive_int, metavar="K",
@@ -84,7 +87,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume {out}: no such folder")
     settings = Settings(method=args.method, rtol=args.rtol, atol=args.atol, max_iters=args.max_iters,
                         polish_iters=args.polish_iters, lr=args.lr, gradient=args.gradient, seed=args.seed,
-                        device=args.device, l2=args.l2, shooting=args.shooting, optimizer=args.optimizer, time_col=args.time_col,
+                        device=args.device, l2=args.l2, shooting=args.shooting, optimizer=args.optimizer,
+                        backend=args.backend, time_col=args.time_col,
                         experiment_col=args.experiment_col, y0_from_data=args.y0_from_data)
     bar = _Progress(enabled=not args.quiet)
     try:

@@ -25,6 +25,13 @@ def _pad(rows: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.concatenate([r, np.repeat(r[-1:], width - r.shape[0], axis=0)]) for r in rows])
 
 
+def _pad_times(rows: list[np.ndarray]) -> np.ndarray:
+    """Increasing sample times of different lengths as one array: each padded past its end (1 apart),
+    where its input holds its last value anyway."""
+    width = max(r.shape[0] for r in rows)
+    return np.stack([np.concatenate([r, r[-1] + np.arange(1, width - r.shape[0] + 1)]) for r in rows])
+
+
 def _segments(experiments, k: int) -> list[tuple[int, int, int]]:
     """(experiment, first index, last index) of each segment: ``k`` per experiment of about equal
     length, each starting at the previous one's last time."""
@@ -91,7 +98,7 @@ class TorchObjective:
         """The inputs of each row's experiment."""
         exps = self.data.experiments
         if self.model.inputs:
-            self.tm.set_inputs({u.name: (_pad([exps[b].inputs[u.name][0] for b in rows]),
+            self.tm.set_inputs({u.name: (_pad_times([exps[b].inputs[u.name][0] for b in rows]),
                                          _pad([exps[b].inputs[u.name][1] for b in rows])) for u in self.model.inputs})
 
     @torch.no_grad()
@@ -136,6 +143,11 @@ class TorchObjective:
         for p, k in zip(self.params, self.sizes):
             p.copy_(torch.as_tensor(x[pos:pos + k].reshape(p.shape), dtype=p.dtype))
             pos += k
+
+    def solution(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        """Every parameter's value by name, and the weights, at ``x``."""
+        self.set_x(x)
+        return self.tm.params(), self.tm.weights().cpu().numpy().astype(float)
 
     def loss(self) -> torch.Tensor:
         """The loss at the module's current parameters and weights, differentiable."""
