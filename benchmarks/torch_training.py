@@ -490,12 +490,53 @@ def ude_tools(dtype, tol: float, found: dict, with_odedsl_modes=("backprop", "ch
     return tools, target, reference_solution(tm, t, None) if reference else None
 
 
+def compiled_row(tm, target: torch.Tensor, repeats: int, backprop: dict) -> dict:
+    """The same iteration (solve, MSE, gradient) compiled with Numba (issue #6: ``odedsl.gradient``), float64,
+    compared with odedsl's Torch backprop row: time, loss and gradients."""
+    from odedsl.gradient import CompiledSolve
+
+    model = tm.model
+    t = np.linspace(0.0, 5.0, 21)
+    goal = target.double().numpy()
+    solver = CompiledSolve(model, "dopri5", UDE_TOL, UDE_TOL)
+    p = tm.param_values().detach().double().numpy()
+    margs = (p, tm.weights().double().numpy(), np.zeros(1), np.zeros((1, 0)))
+    y0 = tm.initial_values().detach().double().numpy()
+
+    def step():  # one forward solve, the loss's cotangent, one replay + backward pass: all compiled
+        out, tape = solver.forward(t, y0, margs)
+        g = 2.0 * (out - goal) / goal.size
+        _, gp, gw = solver.backward(t, y0, margs, tape, g, out)
+        return float(((out - goal) ** 2).mean()), gp, gw
+
+    step()
+    samples = []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        loss, gp, gw = step()
+        samples.append((time.perf_counter() - wall, time.process_time() - cpu))
+    alpha = [p.name for p in model.params].index("alpha")
+    cpu = statistics.median(c for _, c in samples)
+    return {"gradient": "discrete adjoint (Numba)", "wall_s": statistics.median(w for w, _ in samples),
+            "cpu_s": cpu, "vs": "odedsl backprop", "ratio": backprop["cpu_s"] / cpu, "calls_fwd": "–",
+            "calls_bwd": "–", "d_loss": rel(loss, backprop["loss"]), "d_alpha": rel(float(gp[alpha]), backprop["alpha"]),
+            "d_weights": rel(torch.as_tensor(gw), torch.as_tensor(backprop["weights_full"]))}
+
+
 def bench_ude(args, found: dict) -> dict:
     repeats = args.repeats or (1 if args.quick else 15)
     out: dict = {"repeats": repeats, "tables": {}}
     for dtype in (torch.float64,) if args.quick else (torch.float64, torch.float32):
         tools, target, ref = ude_tools(dtype, UDE_TOL, found)
+        if dtype == torch.float64:  # keep odedsl backprop's full gradient for the compiled row's comparison
+            backprop = next(tool for tool in tools if tool.name == "odedsl backprop")
+            full = counted_iteration(backprop, target)
         rows = measure(tools, target, repeats, reference=ref)
+        if dtype == torch.float64:
+            reference_row = {**rows["odedsl backprop"], "weights_full": np.asarray(full["weights"]),
+                             "alpha": full["alpha"], "loss": full["loss"]}
+            rows["odedsl numba (compiled)"] = compiled_row(odedsl.load(UDE_FILE).to_torch(dtype=dtype), target,
+                                                           repeats, reference_row)
         out["tables"][str(dtype).removeprefix("torch.")] = rows
     if not args.quick and "torchdiffeq" in found:  # agreement without the discretisation error
         tight = 1e-10

@@ -134,10 +134,13 @@ def test_torch_training_script_runs_without_peers(monkeypatch, capsys, tmp_path)
     text = capsys.readouterr().out
     assert "Not installed, skipped: torchdiffeq, torchode." in text
     rows = json.loads(out.read_text())["ude"]["tables"]["float64"]
-    assert list(rows) == ["odedsl backprop", "odedsl checkpoint", "odedsl adjoint"]
+    assert list(rows) == ["odedsl backprop", "odedsl checkpoint", "odedsl adjoint", "odedsl numba (compiled)"]
+    compiled = rows.pop("odedsl numba (compiled)")
     assert all(r["calls_fwd"] > 0 and r["error"] < 1e-4 for r in rows.values())
     assert rows["odedsl checkpoint"]["d_weights"] < 1e-10  # the same discrete gradient as backprop
     assert rows["odedsl adjoint"]["d_weights"] < 1e-4
+    # the compiled discrete adjoint: the same loss and gradients as Torch backprop through the same steps
+    assert compiled["d_loss"] < 1e-12 and compiled["d_alpha"] < 1e-9 and compiled["d_weights"] < 1e-9
 
 
 def test_torch_training_script_smoke(capsys, tmp_path):
@@ -153,7 +156,8 @@ def test_torch_training_script_smoke(capsys, tmp_path):
     tools = ["odedsl backprop", "odedsl checkpoint", "odedsl adjoint", "torchdiffeq odeint",
              "torchdiffeq odeint_adjoint", "torchode"]
     ude = result["ude"]["tables"]["float64"]
-    assert list(ude) == tools
+    assert list(ude) == [*tools, "odedsl numba (compiled)"]
+    assert ude.pop("odedsl numba (compiled)")["d_weights"] < 1e-9
     for r in ude.values():
         assert r["d_loss"] < 1e-4 and r["d_alpha"] < 1e-4 and r["d_weights"] < 1e-4, r
         assert r["calls_fwd"] > 0 and r["wall_s"] > 0
