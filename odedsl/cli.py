@@ -67,14 +67,21 @@ def _float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+def _whole(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole(1)
 
 
 def _times(text: str) -> list[float]:
@@ -242,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from odedsl.fit.cli import add_parser as add_fit
 
-    add_fit(sub, fmt, _float, _positive_int)
+    add_fit(sub, fmt, _float, _positive_int, _whole(0))
     return p
 
 

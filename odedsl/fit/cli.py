@@ -9,7 +9,7 @@ from pathlib import Path
 GRADIENTS = ("backprop", "adjoint", "checkpoint")
 
 
-def add_parser(sub, fmt, number, positive_int) -> None:
+def add_parser(sub, fmt, number, positive_int, count) -> None:
     from odedsl.solvers.methods import method_names
 
     f = sub.add_parser(
@@ -30,7 +30,7 @@ def add_parser(sub, fmt, number, positive_int) -> None:
     f.add_argument("--out", metavar="DIR", help="output folder (default: fit-<model name>)")
     f.add_argument("--max-iters", type=positive_int, metavar="N",
                    help="least squares: model evaluations (default 200); Adam: iterations (default 300)")
-    f.add_argument("--polish-iters", type=_count, metavar="N", help="L-BFGS iterations after Adam (default 100; 0: none)")
+    f.add_argument("--polish-iters", type=count, metavar="N", help="L-BFGS iterations after Adam (default 100; 0: none)")
     f.add_argument("--lr", type=number, default=1e-2, metavar="LR", help="Adam's learning rate (default 0.01)")
     f.add_argument("--method", default="dopri5", choices=method_names(), metavar="M",
                    help="integration method (default dopri5)")
@@ -57,16 +57,6 @@ def add_parser(sub, fmt, number, positive_int) -> None:
     f.add_argument("--resume", metavar="DIR", help="continue the fit saved in DIR")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     f.set_defaults(run=cmd_fit)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
