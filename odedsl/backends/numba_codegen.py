@@ -57,7 +57,9 @@ class _FunctionWriter:
         for target, value in zip(targets, reduced):
             self.lines.append(f"{target} = {self.gen.printer.doprint(value)}")
 
-    def body(self, targets: list[str], exprs: list[sympy.Expr]) -> list[str]:
+    def body(self, targets: list[str], exprs: list[sympy.Expr], needed: set | None = None) -> list[str]:
+        """``needed``: the net-output placeholders later code reads (None: all); a call none of whose
+        outputs is needed gets its arguments but no forward pass."""
         exprs = [self.gen.to_code_symbols(e) for e in exprs]
         calls, placeholder = self.gen.net_calls(exprs)
         used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
@@ -76,7 +78,9 @@ class _FunctionWriter:
                     arg_exprs.append(a.xreplace(placeholder))
             self.emit_block(arg_targets, arg_exprs, f"_x{level}_")
             for c in batch:
-                self.lines += self.gen.net_eval(c, exprs, placeholder)
+                mine = {sym for t, sym in placeholder.items() if (t.net, t.args) == (c.net, c.args)}
+                if needed is None or mine & needed:
+                    self.lines += self.gen.net_eval(c, exprs, placeholder)
         self.emit_block(targets, [e.xreplace(placeholder) for e in exprs], "_c")
         return self.lines
 
@@ -148,10 +152,13 @@ class _Generator:
         exprs = [self.to_code_symbols(e) for e in m.rhs]
         calls, placeholder = self.net_calls(exprs)
         rev = ReverseMode.build(exprs, calls, placeholder, n, n_p, {c.index: m.net(c.net).n_out for c in calls})
-        writer = _FunctionWriter(self)
-        writer.body([], exprs)  # unpacking and the forward pass of every net
         used = set().union(*(e.free_symbols for e in rev.grads), *(e.free_symbols for cs in rev.cout.values()
                                                                       for e in cs)) if n else set()
+        for c in calls:  # an outer call's arguments read inner calls' outputs
+            for arg in c.args:
+                used |= arg.xreplace(placeholder).free_symbols
+        writer = _FunctionWriter(self)
+        writer.body([], exprs, needed=used)  # unpacking, every net's inputs, and the forward passes needed
         writer.lines += [f"a_{i} = a[{i}]" for i in range(n) if sympy.Symbol(f"a_{i}", real=True) in used]
         for level in sorted({c.level for c in calls}, reverse=True):
             for c in [c for c in calls if c.level == level]:
