@@ -216,3 +216,16 @@ def test_fitting_script_ude_smoke(capsys, tmp_path):
     ref = rows[fitting.UDE_NUMBA]
     assert abs(peer["best"] - ref["best"]) < 1e-3 * abs(ref["first_loss"])
     assert abs(peer["alpha"] - ref["alpha"]) < 1e-3
+
+
+def test_compiled_training_script_smoke(capsys):
+    """odedsl's compiled iteration runs (and, where diffrax is installed, diffrax beside it, with agreeing
+    losses and gradients up to the two solvers' step sequences)."""
+    ct = _load("compiled_training")
+    assert ct.main(["--repeats", "2"]) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| odedsl") or line.startswith("| diffrax")]
+    assert rows[0].startswith("| odedsl numba (discrete adjoint) |")
+    for row in rows[1:]:
+        loss, alpha, weights = (float(x) for x in row.strip("| ").split(" | ")[-3:])
+        assert loss < 1e-4 and alpha < 1e-3 and weights < 1e-3, row
