@@ -272,7 +272,8 @@ class Model:
 
         ``settings`` are those of ``odedsl.fit.run.Settings`` (``method``, ``rtol``,
         ``atol``, ``max_iters``, ``lr``, ``gradient``, ``seed``, ``device``, ``l2``,
-        ``optimizer``, ``time_col``, ``experiment_col``, ``y0_from_data``, ...).
+        ``shooting``, ``optimizer``, ``backend`` (``"auto"``, ``"numba"``: compiled exact
+        gradients on the CPU, ``"torch"``), ``time_col``, ``experiment_col``, ``y0_from_data``, ...).
         ``out`` is a folder for checkpoints (``resume`` continues from it). Returns a
         ``FitResult`` (``.params``, ``.loss``, ``.history``, ``.simulate``, ``.save``).
         """
