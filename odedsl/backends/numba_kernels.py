@@ -81,6 +81,15 @@ def _act_deriv(code, z):
     return 1.0
 
 
+def _act_deriv_at(code, z, a):
+    """d act / dz at ``z`` where ``a = act(z)`` is known: tanh and sigmoid need no new exponential."""
+    if code == 1:
+        return 1.0 - a * a
+    if code == 4:
+        return a * (1.0 - a)
+    return _act_deriv(code, z)
+
+
 def _mlp_forward(w, off, sizes, act, x, out):
     """out = net(x) for the net whose weights start at w[off] (layout: odedsl.nets)."""
     width = 0
@@ -156,12 +165,20 @@ def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
     goes through the layers in reverse: bias += g, weight += g h^T, g <- (W^T g) * act'(z).
     """
     n_layers = sizes.size - 1
-    starts = np.zeros(n_layers + 2, dtype=np.int64)  # where layer l's input sits in ``hs``
+    offsets = np.zeros(2 * n_layers + 2, dtype=np.int64)  # two allocations per call, not six: it runs per stage
+    starts = offsets[:n_layers + 2]  # where layer l's input sits in ``hs``
+    woff = offsets[n_layers + 2:]  # where layer l's weights start in ``w``
     for layer in range(n_layers + 1):
         starts[layer + 1] = starts[layer] + sizes[layer]
-    hs = np.empty(starts[n_layers + 1])  # every layer's input, then the output
-    zs = np.empty(starts[n_layers + 1])  # pre-activations, at their layer's output position
-    woff = np.empty(n_layers, dtype=np.int64)
+    total = starts[n_layers + 1]
+    width = 0
+    for k in range(sizes.size):
+        width = max(width, sizes[k])
+    work = np.empty(2 * total + 2 * width)
+    hs = work[:total]  # every layer's input, then the output
+    zs = work[total:2 * total]  # pre-activations, at their layer's output position
+    g = work[2 * total:2 * total + width]
+    gi = work[2 * total + width:]
     for i in range(sizes[0]):
         hs[i] = x[i]
     pos = off
@@ -178,11 +195,6 @@ def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
             zs[starts[layer + 1] + r] = acc
             hs[starts[layer + 1] + r] = acc if last else _act(act, acc)
         pos += fo * fi + fo
-    width = 0
-    for k in range(sizes.size):
-        width = max(width, sizes[k])
-    g = np.zeros(width)
-    gi = np.zeros(width)
     for r in range(sizes[n_layers]):
         g[r] = g_out[r]
     for layer in range(n_layers - 1, -1, -1):
@@ -200,7 +212,7 @@ def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
                 gi[c] += w[base + c] * gr
         if layer > 0:
             for c in range(fi):
-                g[c] = gi[c] * _act_deriv(act, zs[starts[layer] + c])
+                g[c] = gi[c] * _act_deriv_at(act, zs[starts[layer] + c], hs[starts[layer] + c])
         else:
             for c in range(fi):
                 g_in[c] = gi[c]
