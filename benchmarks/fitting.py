@@ -61,7 +61,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -432,13 +431,6 @@ def peers() -> dict[str, object]:
         return {}
 
 
-def _load() -> str:
-    try:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "load average ?"
-
-
 def _ms(row) -> str:
     return f"{row['wall_s'] * 1e3:,.1f} / {row['cpu_s'] * 1e3:,.1f}"
 
@@ -521,13 +513,12 @@ def main(argv=None) -> int:
         threads = str(torch.get_num_threads())
     found = peers()
     info = versions()
-    exe = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
-    command = " ".join(shlex.quote(a) for a in [exe, *sys.argv])
+    command = provenance.command_line()
     lines = ["## Fitting: `Model.fit` against scipy and torchdiffeq", "",
              f"Command: `{command}`", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".", "",
              f"Machine: {os.cpu_count()} CPUs ({platform.machine()}), {threads} torch thread(s); "
-             f"{_load()} at the start.", ""]
+             f"{provenance.load_average()} at the start.", ""]
     if "torchdiffeq" not in found and "ude" in only:
         lines += ["Not installed, skipped: torchdiffeq.", ""]
     print("\n".join(lines), flush=True)
@@ -540,7 +531,7 @@ def main(argv=None) -> int:
             res = bench(args, found, Path(tmp))
             results[name] = res
             print("\n".join(render(res)), flush=True)
-    print(f"Total {time.perf_counter() - start:.0f} s; {_load()} at the end.")
+    print(f"Total {time.perf_counter() - start:.0f} s; {provenance.load_average()} at the end.")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +29,17 @@ def versions(modules: list[str]) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         out["commit"] = "?"
     return out
+
+
+def load_average() -> str:
+    """The machine's load average, which tells how far wall-clock times can be trusted."""
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average ?"
+
+
+def command_line() -> str:
+    """How this benchmark was run, as a reader would retype it."""
+    exe = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
+    return " ".join(shlex.quote(a) for a in [exe, *sys.argv])

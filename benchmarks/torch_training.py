@@ -83,7 +83,6 @@ import gc
 import json
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -706,13 +705,6 @@ def markdown_neural(title: str, res: dict) -> list[str]:
     return lines
 
 
-def _load() -> str:
-    try:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "load average ?"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and one repeat (a smoke run)")
@@ -737,14 +729,13 @@ def main(argv=None) -> int:
     only = args.only or ["ude", "node", "spiral"]
     found = peers()
     info = versions()
-    exe = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
-    command = " ".join(shlex.quote(a) for a in [exe, *sys.argv])
+    command = provenance.command_line()
     lines = ["## Torch backend: training iterations against torchdiffeq and torchode", "",
              f"Command: `{command}`", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".", "",
              f"Machine: {os.cpu_count()} CPUs ({platform.machine()}), {torch.get_num_threads()} torch thread(s), "
              + (f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no CUDA")
-             + f"; {_load()} at the start.", ""]
+             + f"; {provenance.load_average()} at the start.", ""]
     missing = [p for p in ("torchdiffeq", "torchode") if p not in found]
     if missing:
         lines += [f"Not installed, skipped: {', '.join(missing)}.", ""]
@@ -765,7 +756,7 @@ def main(argv=None) -> int:
         res = bench(args, found)
         results[name] = res
         print("\n".join(render(res)), flush=True)
-    print(f"Total {time.perf_counter() - start:.0f} s; {_load()} at the end.")
+    print(f"Total {time.perf_counter() - start:.0f} s; {provenance.load_average()} at the end.")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=_jsonable))
     return 0

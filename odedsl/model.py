@@ -280,10 +280,13 @@ class Model:
         from odedsl.errors import UsageError
         from odedsl.fit.run import Settings, fit
 
-        try:
-            config = Settings(**settings)
-        except TypeError as exc:
-            raise UsageError(f"unknown fit setting: {exc}") from None
+        import dataclasses
+
+        valid = [f.name for f in dataclasses.fields(Settings)]
+        unknown = sorted(set(settings) - set(valid))
+        if unknown:
+            raise UsageError(f"unknown fit setting {', '.join(repr(u) for u in unknown)}; valid: {', '.join(valid)}")
+        config = Settings(**settings)
         return fit(self, data, config, out=out, resume=resume, progress=progress)
 
     def simulate(self, t_eval, params=None, y0=None, method: str = "dopri5", rtol: float = 1e-6,

@@ -719,7 +719,7 @@ def test_load_fit_round_trip_and_other_model(lv_data, tmp_path):
     np.testing.assert_allclose(np.array(doc["correlation"]), result.corr, rtol=0, atol=0)
     np.testing.assert_allclose(back.simulate([0.0, 5.0]).y, result.simulate([0.0, 5.0]).y, rtol=1e-14)
 
-    with pytest.raises(InputError, match="parameter alpha, delta is not in model 'sir'; was the fit made with another"):
+    with pytest.raises(InputError, match="parameters alpha, delta are not in model 'sir'; was the fit made with another"):
         odedsl.load_fit(folder, sir_start())
     with pytest.raises(InputError, match="not a fit folder"):
         odedsl.load_fit(tmp_path / "empty", lv_obs())

@@ -114,8 +114,9 @@ def load_fit(directory: str | Path, model: Model | None = None) -> FitResult:
     names = {p.name for p in model.params}
     unknown = sorted(set(params) - names)
     if unknown:
-        raise InputError(f"{path}: parameter {', '.join(unknown)} is not in model '{model.name}'; was the fit made "
-                         "with another model?")
+        raise InputError(f"{path}: {'parameters' if len(unknown) > 1 else 'parameter'} {', '.join(unknown)} "
+                         f"{'are' if len(unknown) > 1 else 'is'} not in model '{model.name}'; was the fit made with "
+                         "another model?")
     weights = np.zeros(0)
     if (d / WEIGHTS).exists():
         try:
