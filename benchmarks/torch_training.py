@@ -505,7 +505,7 @@ def compiled_row(tm, target: torch.Tensor, repeats: int, backprop: dict) -> dict
     def step():  # one forward solve, the loss's cotangent, one replay + backward pass: all compiled
         out, tape = solver.forward(t, y0, margs)
         g = 2.0 * (out - goal) / goal.size
-        _, gp, gw = solver.backward(t, y0, margs, tape, g, out)
+        _, gp, gw = solver.backward(t, y0, margs, tape, g)
         return float(((out - goal) ** 2).mean()), gp, gw
 
     step()

@@ -19,10 +19,17 @@ from odedsl.model import Model
 
 
 class CompiledSolve:
-    """One model's taped forward solve and discrete adjoint, for one method and its settings."""
+    """One model's taped forward solve and discrete adjoint, for one method and its settings.
+
+    ``checkpoint_every``: ``None`` keeps every accepted step's stages from the forward
+    solve (fastest: the backward pass evaluates no right-hand side; memory
+    ``(s+1)·n`` numbers a step); an integer ``K`` keeps three numbers a step and
+    recomputes the stages from a state saved every ``K`` steps (memory bounded by
+    ``K``, two more passes of right-hand sides).
+    """
 
     def __init__(self, model: Model, method: str = "dopri5", rtol: float = 1e-6, atol: float = 1e-8,
-                 dt: float | None = None, max_steps: int = 1_000_000) -> None:
+                 dt: float | None = None, max_steps: int = 1_000_000, checkpoint_every: int | None = None) -> None:
         from odedsl.simulate import check_tolerances
         from odedsl.solvers.methods import get_method, kernel_arrays
 
@@ -30,40 +37,48 @@ class CompiledSolve:
         k = kernel_arrays(m.name) if m.kind in ("fixed", "adaptive") else None
         if k is None or k.xc.size and m.kind == "adaptive":
             raise UsageError(f"compiled gradients support euler, midpoint, rk4, bosh3, dopri5 and tsit5, not {m.name}")
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise UsageError(f"checkpoint_every must be None or a positive integer, not {checkpoint_every!r}")
         check_tolerances(rtol, atol)
         self.model, self.method, self.k = model, m, k
         self.rtol, self.atol, self.dt, self.max_steps = rtol, atol, dt, max_steps
+        self.every = checkpoint_every
+        self.width = 3 if checkpoint_every else 3 + (k.b.size + 1) * len(model.states)
         self.module = model.compile().module
+        self._room = 64  # tape rows tried first: the last solve's step count, so a fit allocates once
 
     def forward(self, t: np.ndarray, y0: np.ndarray, margs: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """The outputs at ``t`` (T, n) and the tape of accepted steps ``(t, h, t_new)``."""
+        """The outputs at ``t`` (T, n) and the tape of the accepted steps (adjoint_rk.py)."""
         from odedsl.simulate import STAT_NAMES, failure
         from odedsl.solvers.explicit import STATUS_OK
 
         m, k = self.method, self.k
         out = np.empty((t.size, y0.size))
-        if m.kind == "fixed":
-            return out, _fixed_tape(t, self.dt)  # the replay in ``backward`` writes the outputs
-        tape = np.empty((256, 3))
         while True:
+            tape = np.empty((self._room, self.width))
             stats = np.zeros(len(STAT_NAMES), dtype=np.int64)
-            status, t_reached = self.module._rk_adaptive(
-                t, y0, margs, k.a, k.b, k.c, k.e, k.e3, k.dense, k.xa, k.xc, k.fsal, k.expo1, m.beta, m.safety,
-                m.facmin, m.facmax, k.order, self.rtol, self.atol, 0.0, math.inf, self.max_steps, out, stats, tape)
+            if m.kind == "fixed":
+                status, t_reached = self.module._rk_fixed(t, y0, margs, k.a, k.b, k.c, self.dt or 0.0,
+                                                          self.max_steps, out, stats, tape)
+            else:
+                status, t_reached = self.module._rk_adaptive(
+                    t, y0, margs, k.a, k.b, k.c, k.e, k.e3, k.dense, k.xa, k.xc, k.fsal, k.expo1, m.beta, m.safety,
+                    m.facmin, m.facmax, k.order, self.rtol, self.atol, 0.0, math.inf, self.max_steps, out, stats,
+                    tape)
             if status != STATUS_OK:
                 raise failure(self.model, m.name, status, t_reached, self.max_steps)
             accepted = int(stats[STAT_NAMES.index("n_accepted")])
-            if accepted <= tape.shape[0]:
-                return out, np.ascontiguousarray(tape[:accepted])
-            tape = np.empty((accepted, 3))  # more steps than room: again, with room for all
+            if accepted <= self._room:
+                return out, tape[:accepted]
+            self._room = accepted  # more steps than room: again, with room for all
 
-    def backward(self, t: np.ndarray, y0: np.ndarray, margs: tuple, tape: np.ndarray, g_out: np.ndarray,
-                 out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """d(Σ g_out·out)/d(y0, params at fixed y0, weights); replays the steps, writing ``out`` again."""
+    def backward(self, t: np.ndarray, y0: np.ndarray, margs: tuple, tape: np.ndarray,
+                 g_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """d(Σ g_out·out)/d(y0, params at fixed y0, weights) for the solve that wrote ``tape``."""
         k = self.k
         gy0, gp, gw = np.empty(y0.size), np.empty(margs[0].size), np.zeros(margs[1].size)
-        self.module._rk_adjoint(t, y0, margs, k.a, k.b, k.c, k.dense, k.fsal, tape, tape.shape[0], g_out, out, gy0,
-                                gp, gw)
+        self.module._rk_adjoint(t, y0, margs, k.a, k.b, k.c, k.dense, k.fsal, tape, tape.shape[0], self.every or 0,
+                                np.ascontiguousarray(g_out, dtype=float), gy0, gp, gw)
         return gy0, gp, gw
 
     def through_initial_values(self, p: np.ndarray, gy0: np.ndarray, given: np.ndarray) -> np.ndarray:
@@ -75,34 +90,25 @@ class CompiledSolve:
 
 def solve_gradient(model: Model, t_eval, g_out, params: dict | None = None, y0: dict | None = None,
                    weights=None, method: str = "dopri5", rtol: float = 1e-6, atol: float = 1e-8,
-                   dt: float | None = None, max_steps: int = 1_000_000, inputs: dict | None = None):
+                   dt: float | None = None, max_steps: int = 1_000_000, inputs: dict | None = None,
+                   checkpoint_every: int | None = None):
     """``(out (T, n), d/dy0 (n,), d/dparams (n_params,), d/dweights (n_weights,))`` of ``Σ g_out·out``.
 
     ``d/dparams`` includes the parameters' effect through the file's initial values
     (for states not given in ``y0``). Methods: the fixed-step ones (with ``dt``; one
     step per output gap without) and the adaptive ones whose dense output needs no
-    extra stages (bosh3, dopri5, tsit5).
+    extra stages (bosh3, dopri5, tsit5). ``checkpoint_every``: see ``CompiledSolve``.
     """
     from odedsl.simulate import as_times, initial_vector, input_arrays, param_vector, weight_vector
 
-    solver = CompiledSolve(model, method, rtol, atol, dt, max_steps)
+    solver = CompiledSolve(model, method, rtol, atol, dt, max_steps, checkpoint_every)
     t = as_times(t_eval, solver.module)
     g = np.ascontiguousarray(np.asarray(g_out, dtype=float).reshape(t.size, len(model.states)))
     p = param_vector(model, params)
     margs = (p, weight_vector(model, weights), *input_arrays(model, inputs))
     y = initial_vector(model, solver.module, p, y0)
     out, tape = solver.forward(t, y, margs)
-    gy0, gp, gw = solver.backward(t, y, margs, tape, g, out)
+    gy0, gp, gw = solver.backward(t, y, margs, tape, g)
     given = np.array([s.name in (y0 or {}) for s in model.states])
     return out, gy0, gp + solver.through_initial_values(p, gy0, given), gw
 
-
-def _fixed_tape(t: np.ndarray, dt: float | None) -> np.ndarray:
-    """The steps ``_rk_fixed`` takes: ``ceil(gap/dt)`` equal steps per output gap, each gap ending exactly."""
-    rows = []
-    for k in range(1, t.size):
-        t0, gap = t[k - 1], t[k] - t[k - 1]
-        m = 1 if not dt else max(1, math.ceil(gap / dt - 1e-9))
-        h = gap / m
-        rows += [(t0 + j * h, h, t[k] if j == m - 1 else t0 + (j + 1) * h) for j in range(m)]
-    return np.array(rows, dtype=float).reshape(-1, 3)

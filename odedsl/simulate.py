@@ -253,7 +253,7 @@ def simulate(model: Model, t_eval: Sequence[float], params: Mapping[str, float] 
         else:
             k = kernel_arrays(m.name)
             status, t_reached = compiled.module._rk_fixed(t, y, margs, k.a, k.b, k.c, dt or 0.0, max_steps, out,
-                                                          stats)
+                                                          stats, np.zeros((0, 3)))
     if status != STATUS_OK:
         raise failure(model, method, status, t_reached, max_steps)
     return Solution(t, out, [s.name for s in model.states], dict(zip(STAT_NAMES, stats.tolist())), method,

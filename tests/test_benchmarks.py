@@ -225,7 +225,7 @@ def test_compiled_training_script_smoke(capsys):
     assert ct.main(["--repeats", "2"]) == 0
     text = capsys.readouterr().out
     rows = [line for line in text.splitlines() if line.startswith("| odedsl") or line.startswith("| diffrax")]
-    assert rows[0].startswith("| odedsl numba (discrete adjoint) |")
+    assert rows[0].startswith(f"| {ct.ODEDSL} |") and "checkpoint" in rows[1]
     for row in rows[1:]:
         loss, alpha, weights = (float(x) for x in row.strip("| ").split(" | ")[-3:])
         assert loss < 1e-4 and alpha < 1e-3 and weights < 1e-3, row

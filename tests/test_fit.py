@@ -671,7 +671,7 @@ def test_fit_folder_and_simulate_with_params(ude_data, tmp_path, capsys):
     assert code == 0, err
     assert "optimizer: adam" in err
     assert "final loss:" in stdout and "neural weights: 42" in stdout
-    assert f"wrote params.json, weights.npz, history.csv, fit.png, loss.png to {out}/" in stdout
+    assert f"wrote params.json, model.ode, weights.npz, history.csv, fit.png, loss.png to {out}/" in stdout
 
     doc = json.loads((out / "params.json").read_text())
     assert set(doc["params"]) == {p.name for p in model.params}
@@ -723,6 +723,27 @@ def test_load_fit_round_trip_and_other_model(lv_data, tmp_path):
         odedsl.load_fit(folder, sir_start())
     with pytest.raises(InputError, match="not a fit folder"):
         odedsl.load_fit(tmp_path / "empty", lv_obs())
+
+
+def test_fit_folder_stands_on_its_own(lv_data, tmp_path, monkeypatch):
+    """The folder keeps the model text and the data file's absolute path: loadable after the model file
+    is gone, from another directory, with the data read again with the fit's settings."""
+    model_path = tmp_path / "lv.ode"
+    text = LV_OBS.format(**LV_START)
+    model_path.write_text(text)
+    result = odedsl.load(model_path).fit(lv_data[-1])
+    folder = result.save(tmp_path / "lv")
+    assert (folder / "model.ode").read_text() == text
+    assert json.loads((folder / "params.json").read_text())["data_file"] == str(Path(lv_data[-1]).resolve())
+    model_path.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    back = odedsl.load_fit(folder)
+    assert back.params == result.params and back.model.source == text
+    data = back.dataset()
+    assert data.n_points == result.data.n_points
+    np.testing.assert_array_equal(data.experiments[0].observed, result.data.experiments[0].observed)
 
 
 def test_load_fit_with_other_nets_is_an_input_error(ude_data, tmp_path):

@@ -87,3 +87,26 @@ def test_compiled_gradient_refuses_unsupported_methods():
     for method in ("dop853", "rodas5p", "bdf"):
         with pytest.raises(UsageError, match="compiled gradients support"):
             solve_gradient(model, [0.0, 1.0], np.zeros((2, 2)), method=method)
+
+
+@pytest.mark.parametrize("method, dt", [("dopri5", None), ("tsit5", None), ("bosh3", None), ("rk4", 0.05)])
+@pytest.mark.parametrize("every", [1, 3, 1000])
+def test_checkpointed_gradient_equals_the_stored_stages_one(method, dt, every):
+    """A narrow tape (stages recomputed from states every ``every`` steps) gives the wide tape's gradient."""
+    model = odedsl.load(MODELS / "lotka_volterra_ude.ode")
+    rng = np.random.default_rng(4)
+    w = rng.normal(scale=0.3, size=sum(n.n_weights for n in model.nets))
+    t = np.linspace(0.0, 4.0, 9)
+    g = rng.normal(size=(t.size, 2))
+    kw = dict(weights=w, method=method, rtol=1e-7, atol=1e-7, dt=dt)
+    wide = solve_gradient(model, t, g, **kw)
+    narrow = solve_gradient(model, t, g, checkpoint_every=every, **kw)
+    for a, b in zip(narrow, wide):
+        assert _rel(a, b) < 1e-13
+
+
+def test_checkpoint_every_must_be_a_positive_integer():
+    model = odedsl.load(MODELS / "lotka_volterra.ode")
+    for bad in (0, -2, 1.5):
+        with pytest.raises(UsageError, match="checkpoint_every"):
+            solve_gradient(model, [0.0, 1.0], np.zeros((2, 2)), checkpoint_every=bad)

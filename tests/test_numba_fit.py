@@ -8,7 +8,7 @@ import pytest
 
 import odedsl
 from conftest import MODELS
-from odedsl.errors import UsageError
+from odedsl.errors import NumericalError, UsageError
 from odedsl.fit.data import read_dataset
 from odedsl.fit.loss import scaling
 from odedsl.fit.numba_objective import NumbaObjective
@@ -43,11 +43,11 @@ b,2.5,1.0,1.6,0.0,
 """
 
 
-def objectives(model, path, **kw):
-    data = read_dataset(model, path, y0_from_data=kw.pop("y0_from_data", False))
+def objectives(model, path, method="dopri5", y0_from_data=False, checkpoint_every=None):
+    data = read_dataset(model, path, y0_from_data=y0_from_data)
     sc = scaling(data)
-    return (NumbaObjective(model, data, sc, rtol=1e-9, atol=1e-9, l2=0.01),
-            TorchObjective(model, data, sc, rtol=1e-9, atol=1e-9, l2=0.01))
+    return (NumbaObjective(model, data, sc, method, rtol=1e-9, atol=1e-9, l2=0.01, checkpoint_every=checkpoint_every),
+            TorchObjective(model, data, sc, method, rtol=1e-9, atol=1e-9, l2=0.01))
 
 
 CASES = [
@@ -72,13 +72,14 @@ def test_numba_objective_equals_torch_objective(name, model_path, data_path):
     assert np.abs(gn - gt).max() <= 1e-9 * np.abs(gt).max()
 
 
-def test_numba_objective_with_experiments_inputs_gaps_noise_and_initial_values(tmp_path):
+@pytest.mark.parametrize("method, every", [("dopri5", None), ("tsit5", 2), ("rk4", None), ("midpoint", 1)])
+def test_numba_objective_with_experiments_inputs_gaps_noise_and_initial_values(tmp_path, method, every):
     """Two experiments with their own times and inputs, missing cells, replicates, lognormal and normal noise
-    with a fitted sigma, y0 from the data."""
+    with a fitted sigma, y0 from the data; adaptive and fixed steps, stages stored or recomputed."""
     model = odedsl.loads(MIXED, name="mixed.ode")
     path = tmp_path / "d.csv"
     path.write_text(MIXED_CSV)
-    nb, tt = objectives(model, path, y0_from_data=True)
+    nb, tt = objectives(model, path, method, y0_from_data=True, checkpoint_every=every)
     x = nb.get_x() + np.random.default_rng(1).normal(scale=0.1, size=nb.get_x().size)
     ln, gn = nb.value_and_grad(x)
     lt, gt = tt.value_and_grad(x)
@@ -108,6 +109,7 @@ def test_backends_follow_the_same_loss_trajectory(tmp_path):
 def test_backend_choice():
     small = odedsl.load(MODELS / "lotka_volterra_ude.ode")
     assert choose_backend(small, Settings())[0] == "numba"
+    assert choose_backend(small, Settings(gradient="checkpoint"))[0] == "numba"  # bounded memory there too
     for settings, why in [(Settings(shooting=4), "multiple shooting"), (Settings(method="dop853"), "dop853"),
                           (Settings(gradient="adjoint"), "adjoint"), (Settings(device="cuda"), "GPU")]:
         backend, reason = choose_backend(small, settings)
@@ -119,3 +121,12 @@ def test_backend_choice():
     backend, reason = choose_backend(big, Settings())
     assert backend == "torch" and "large" in reason
     assert choose_backend(big, Settings(backend="torch")) == ("torch", "as asked")
+
+
+def test_a_failed_solve_names_its_experiment(tmp_path):
+    model = odedsl.loads(MIXED.replace("der(y) = x - y", "der(y) = x - y + 1e12*k*y^3"), name="blowup.ode")
+    path = tmp_path / "d.csv"
+    path.write_text(MIXED_CSV)
+    nb, _ = objectives(model, path, y0_from_data=True)
+    with pytest.raises(NumericalError, match="experiment 'a'.*(NaN or infinite|step size)"):
+        nb.value_and_grad(nb.get_x())

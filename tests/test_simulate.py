@@ -73,7 +73,7 @@ def test_observed_convergence_order(method, oscillator):
     for m in steps:
         out = np.empty((2, 2))
         stats = np.zeros(5, dtype=np.int64)
-        mod._rk_fixed(t, np.array([1.0, 0.0]), margs, k.a, k.b, k.c, 1.0 / m, 10**6, out, stats)
+        mod._rk_fixed(t, np.array([1.0, 0.0]), margs, k.a, k.b, k.c, 1.0 / m, 10**6, out, stats, np.zeros((0, 3)))
         errs.append(abs(out[1, 0] - math.cos(2.0)) + abs(out[1, 1] + 2 * math.sin(2.0)))
     slope = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
     assert abs(slope - order) < 0.35, (method, slope, errs)

@@ -107,9 +107,9 @@ def _mlp_forward(w, off, sizes, act, x, out):
         last = layer == n_layers - 1
         for r in range(fo):
             s = w[pos + fo * fi + r]
-            base = pos + r * fi
+            row = w[pos + r * fi:pos + r * fi + fi]
             for c in range(fi):
-                s += w[base + c] * h[c]
+                s += row[c] * h[c]
             g[r] = s if last else _act(act, s)
         pos += fo * fi + fo
         h, g = g, h
@@ -163,6 +163,7 @@ def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
 
     The forward pass keeps every layer's input and pre-activation; the backward pass
     goes through the layers in reverse: bias += g, weight += g h^T, g <- (W^T g) * act'(z).
+    Each of those is its own loop over contiguous slices, which LLVM vectorises.
     """
     n_layers = sizes.size - 1
     offsets = np.zeros(2 * n_layers + 2, dtype=np.int64)  # two allocations per call, not six: it runs per stage
@@ -187,11 +188,12 @@ def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
         fo = sizes[layer + 1]
         woff[layer] = pos
         last = layer == n_layers - 1
+        h = hs[starts[layer]:starts[layer] + fi]
         for r in range(fo):
             acc = w[pos + fo * fi + r]
-            base = pos + r * fi
+            row = w[pos + r * fi:pos + r * fi + fi]
             for c in range(fi):
-                acc += w[base + c] * hs[starts[layer] + c]
+                acc += row[c] * h[c]
             zs[starts[layer + 1] + r] = acc
             hs[starts[layer + 1] + r] = acc if last else _act(act, acc)
         pos += fo * fi + fo
@@ -201,18 +203,24 @@ def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
         fi = sizes[layer]
         fo = sizes[layer + 1]
         pos = woff[layer]
+        h = hs[starts[layer]:starts[layer] + fi]
+        for r in range(fo):
+            g_w[pos + fo * fi + r] += g[r]
+        for r in range(fo):
+            gr = g[r]
+            grow = g_w[pos + r * fi:pos + r * fi + fi]
+            for c in range(fi):
+                grow[c] += gr * h[c]
         for c in range(fi):
             gi[c] = 0.0
         for r in range(fo):
             gr = g[r]
-            g_w[pos + fo * fi + r] += gr
-            base = pos + r * fi
+            row = w[pos + r * fi:pos + r * fi + fi]
             for c in range(fi):
-                g_w[base + c] += gr * hs[starts[layer] + c]
-                gi[c] += w[base + c] * gr
+                gi[c] += row[c] * gr
         if layer > 0:
             for c in range(fi):
-                g[c] = gi[c] * _act_deriv_at(act, zs[starts[layer] + c], hs[starts[layer] + c])
+                g[c] = gi[c] * _act_deriv_at(act, zs[starts[layer] + c], h[c])
         else:
             for c in range(fi):
                 g_in[c] = gi[c]

@@ -23,9 +23,10 @@ from odedsl.model import Model
 
 def _kernel_modules() -> list[types.ModuleType]:
     from odedsl.backends import numba_kernels
+    from odedsl.fit import compiled_loss
     from odedsl.solvers import adjoint_rk, auto, bdf, ensemble, explicit, linalg, rosenbrock
 
-    return [numba_kernels, explicit, linalg, rosenbrock, bdf, auto, ensemble, adjoint_rk]
+    return [numba_kernels, explicit, linalg, rosenbrock, bdf, auto, ensemble, adjoint_rk, compiled_loss]
 
 
 #: Kernels compiled with ``parallel=True`` (they use ``prange``).

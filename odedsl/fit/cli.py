@@ -16,12 +16,12 @@ def add_parser(sub, fmt, number, positive_int, count) -> None:
         "fit", help="fit a model's parameters and neural terms to data", formatter_class=fmt,
         description="Fit MODEL to the data in DATA (a CSV: see docs/data.md). A model without neural terms is "
                     "fitted by bounded least squares with exact sensitivities (and gets standard errors); a "
-                    "hybrid model by Adam then L-BFGS on the Torch backend. The results go to --out DIR; "
-                    "checkpoints too, so --resume DIR continues an interrupted fit.",
+                    "hybrid model by Adam then L-BFGS, its gradient compiled on a CPU (see --backend). The results go "
+                    "to --out DIR; checkpoints too, so --resume DIR continues an interrupted fit.",
         epilog="examples:\n  odedsl fit models/hare_lynx.ode models/data/hare_lynx.csv\n"
                "  odedsl fit models/lotka_volterra_ude.ode models/data/lotka_volterra_ude.csv --max-iters 500\n"
                "  odedsl fit models/sir.ode models/data/sir_boarding_school_1978.csv --out sir-fit\n\n"
-               "writes: params.json, weights.npz, history.csv, fit.png, loss.png\n"
+               "writes: params.json, model.ode, weights.npz, history.csv, fit.png, loss.png\n"
                "exit codes: 0 ok, 1 bad model or data file, 2 usage error, 3 the fit could not proceed, "
                "130 interrupted (resume with --resume DIR)",
     )

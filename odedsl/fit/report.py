@@ -32,11 +32,11 @@ def curves(result: FitResult, n: int = 200) -> list[dict]:
 
 
 def write_outputs(result: FitResult, directory: str | Path) -> list[Path]:
-    """The fit's folder: params.json, weights.npz, history.csv, fit.png, loss.png; the paths written."""
+    """The fit's folder: params.json, model.ode, weights.npz, history.csv, fit.png, loss.png; the paths written."""
     from odedsl.io.plots import plot_fit, plot_loss
 
     d = result.save(directory)
-    written = [d / "params.json", d / "weights.npz", d / "history.csv"]
+    written = [d / "params.json", d / "model.ode", d / "weights.npz", d / "history.csv"]
     if result.data is not None:
         plot_fit(curves(result), d / "fit.png", f"{result.model.name}: fitted model and data")
         written.append(d / "fit.png")

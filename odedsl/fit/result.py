@@ -1,11 +1,13 @@
 """A finished fit: its values, how it got there, and its folder on disk.
 
 The folder holds ``params.json`` (every parameter's fitted value under
-``params``, with the starting values, the loss, the settings and the odedsl
-version), ``weights.npz`` (the nets' flat weight vector, ``odedsl.nets``
-layout; NumPy's format, read without pickle), ``history.csv``, ``fit.png`` and
+``params``, with the starting values, the loss, the settings, the data file's
+absolute path and the odedsl version), ``model.ode`` (a copy of the model text
+fitted, so the folder stands on its own), ``weights.npz`` (the nets' flat
+weight vector, ``odedsl.nets`` layout; NumPy's format, read without pickle),
+``history.csv``, ``fit.png`` and
 ``loss.png``, and while the fit runs its ``checkpoint.npz``. ``load_fit`` reads
-the first two back.
+the first three back.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from odedsl.errors import InputError, UsageError
 from odedsl.model import Model
 
-PARAMS, WEIGHTS, HISTORY = "params.json", "weights.npz", "history.csv"
+PARAMS, WEIGHTS, HISTORY, MODEL = "params.json", "weights.npz", "history.csv", "model.ode"
 
 
 @dataclass
@@ -39,6 +41,21 @@ class FitResult:
     message: str = ""
     data: object = field(default=None, repr=False)  # the Dataset fitted, when known
     failed: bool = False  # the fit stopped early because the model kept failing to solve
+    data_file: str | None = None  # the data file fitted (absolute), when known
+
+    def dataset(self):
+        """The ``Dataset`` fitted: the one in memory, else the recorded data file read again with the fit's
+        settings; ``InputError`` when neither is available."""
+        from odedsl.fit.data import read_dataset
+
+        if self.data is not None:
+            return self.data
+        if not self.data_file:
+            raise InputError("this fit result does not record its data file (saved by an older odedsl?)")
+        s = self.settings
+        self.data = read_dataset(self.model, self.data_file, s.get("time_col"), s.get("experiment_col"),
+                                 bool(s.get("y0_from_data")))
+        return self.data
 
     def simulate(self, t_eval, **options):
         """Simulate the fitted model (its parameters and weights) on the Numba backend."""
@@ -51,7 +68,7 @@ class FitResult:
                  None if self.stderr is None else _nan(self.stderr.get(p.name))) for p in self.model.fitted_params]
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``params.json``, ``weights.npz`` and ``history.csv`` into ``directory`` (created)."""
+        """Write ``params.json``, ``model.ode``, ``weights.npz`` and ``history.csv`` into ``directory`` (created)."""
         from odedsl import __version__
         from odedsl.io.table import write_csv
 
@@ -60,14 +77,19 @@ class FitResult:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create the output folder {d}: {exc.strerror}") from None
+        data_file = self.data_file
+        if data_file is None and self.data is not None and Path(self.data.path).is_file():  # not a DataFrame's
+            data_file = str(Path(self.data.path).resolve())
         doc = {
             "model": self.model.name, "model_file": self.model.filename, "odedsl_version": __version__,
+            "data_file": data_file,
             "params": self.params, "initial": self.initial, "loss": _finite(self.loss),
             "stderr": None if self.stderr is None else {k: _finite(v) for k, v in self.stderr.items()},
             "settings": self.settings, "message": self.message,
             "correlation": None if self.corr is None else [[_finite(v) for v in row] for row in self.corr.tolist()],
         }
         _atomic_text(d / PARAMS, json.dumps(doc, indent=2) + "\n")
+        _atomic_text(d / MODEL, self.model.source)
         with (d / WEIGHTS).open("wb") as fh:
             np.savez(fh, weights=np.asarray(self.weights, dtype=float))
         write_csv(d / HISTORY, ["iteration", "loss", "seconds"], np.array(self.history, dtype=float).reshape(-1, 3))
@@ -93,7 +115,7 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 def load_fit(directory: str | Path, model: Model | None = None) -> FitResult:
-    """A saved fit; ``model`` defaults to the model file the fit recorded.
+    """A saved fit; ``model`` defaults to the folder's copy of the model fitted (else the file it recorded).
 
     Raises ``InputError`` for a folder without a readable ``params.json``, or whose
     parameters or weights do not match the model.
@@ -109,7 +131,9 @@ def load_fit(directory: str | Path, model: Model | None = None) -> FitResult:
         raise InputError(f"{d}: not a fit folder (no {PARAMS})") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{path}: not a readable fit result ({exc})") from None
-    if model is None:
+    if model is None and (d / MODEL).exists():
+        model = odedsl.loads((d / MODEL).read_bytes(), name=str(doc.get("model_file") or d / MODEL))
+    elif model is None:
         model = odedsl.load(doc.get("model_file", ""))
     names = {p.name for p in model.params}
     unknown = sorted(set(params) - names)
@@ -130,4 +154,4 @@ def load_fit(directory: str | Path, model: Model | None = None) -> FitResult:
     return FitResult(model, {**{p.name: p.value for p in model.params}, **params}, weights,
                      doc.get("loss") if doc.get("loss") is not None else math.nan,
                      initial=doc.get("initial", {}), stderr=doc.get("stderr"), settings=doc.get("settings", {}),
-                     message=doc.get("message", ""))
+                     message=doc.get("message", ""), data_file=doc.get("data_file"))

@@ -72,6 +72,8 @@ def choose(model: Model, data: Dataset, settings: Settings) -> tuple[str, str]:
 
 
 def _dataset(model: Model, data, settings: Settings) -> Dataset:
+    if isinstance(data, Dataset):  # already read and checked (a profile point, a start on a worker)
+        return data
     if hasattr(data, "to_csv"):  # a pandas DataFrame: through the same reader and its checks
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "dataframe.csv"
@@ -82,6 +84,8 @@ def _dataset(model: Model, data, settings: Settings) -> Dataset:
 
 #: Nets up to this many weights train faster compiled on a CPU than on PyTorch (a 2->32->32->2 MLP: 1,218).
 NUMBA_MAX_WEIGHTS = 20_000
+#: ``--gradient checkpoint`` on Numba: the stages recomputed from a state kept every this many steps (as on Torch).
+NUMBA_CHECKPOINT_EVERY = 32
 
 
 def choose_backend(model: Model, settings: Settings) -> tuple[str, str]:
@@ -96,7 +100,7 @@ def choose_backend(model: Model, settings: Settings) -> tuple[str, str]:
         (bool(settings.shooting and settings.shooting > 1), "multiple shooting runs on Torch"),
         (not supported, f"method {m.name} has no compiled gradient"),
         (n_w > NUMBA_MAX_WEIGHTS, f"the nets are large ({n_w} weights)"),
-        (settings.gradient != "backprop", f"gradient={settings.gradient} is a Torch mode"),
+        (settings.gradient == "adjoint", "gradient=adjoint (the continuous adjoint) is a Torch mode"),
     ) if cond]
     if settings.backend == "numba":
         if blockers:
@@ -165,7 +169,7 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
         from odedsl.fit.numba_objective import NumbaObjective
 
         objective = NumbaObjective(model, data, sc, settings.method, settings.rtol, settings.atol, settings.l2,
-                                   settings.seed)
+                                   settings.seed, NUMBA_CHECKPOINT_EVERY if settings.gradient == "checkpoint" else None)
     else:
         from odedsl.fit.torch_objective import TorchObjective
 

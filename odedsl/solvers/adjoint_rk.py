@@ -3,9 +3,15 @@ solution with respect to the initial values, the parameters and the net weights.
 
 Plain Python functions that ``odedsl.backends.numba_module`` copies into each
 model's generated module, next to its ``rhs`` and ``vjp``. The forward solve
-(``_rk_adaptive`` with a tape, or fixed steps) records each accepted step's
-``(t, h, t_new)``; ``_rk_adjoint`` replays those steps keeping every stage, then
-goes back through them. For a step ``y' = y + h Σ b_i k_i``, ``k_i = f(t + c_i h, Y_i)``,
+(``_rk_adaptive`` or ``_rk_fixed``) writes a *tape*, a row per accepted step
+(``explicit._record``): ``(t, h, t_new)``, and, on a wide tape, the step's start
+``y`` and its stages, so the backward pass needs no right-hand side evaluation
+at all. On a narrow tape (memory bounded: three numbers a step) the backward
+pass replays the steps from the initial values, keeping the state every
+``every`` steps, then replays one stretch of ``every`` steps at a time with its
+stages, newest first (``every <= 0``: one stretch).
+
+For a step ``y' = y + h Σ b_i k_i``, ``k_i = f(t + c_i h, Y_i)``,
 ``Y_i = y + h Σ_{j<i} a_ij k_j``, and the outputs ``y + h Σ_i w_i(θ) k_i`` of its
 dense output, with ``λ`` the cotangent of ``y'`` and ``ḡ`` an output's:
 
@@ -23,116 +29,56 @@ stages (dop853) are not supported here.
 import numpy as np
 
 
-def _rk_adjoint(t_eval, y0, margs, a, b, c, dense, fsal, tape, n_steps, g_out, out, gy0, gp, gw):
-    """Replay ``n_steps`` taped steps from ``y0`` (outputs into ``out``), then back-propagate ``g_out``
-    (T, n): ``gy0``, ``gp`` and ``gw`` receive d(Σ g_out·out) / d(y0, params, weights) (``gw`` is added to)."""
+def _rk_adjoint(t_eval, y0, margs, a, b, c, dense, fsal, tape, n_steps, every, g_out, gy0, gp, gw):
+    """Back-propagate ``g_out`` (T, n) through the ``n_steps`` taped steps of a solve from ``y0``:
+    ``gy0`` and ``gp`` receive d(Σ g_out·out) / d(y0, params), and ``gw`` has d/d(weights) added."""
     n = y0.size
     s = b.size
+    width = 3 + (s + 1) * n
     T = t_eval.size
-    deg = dense.shape[1]
-    Ys = np.empty((n_steps + 1, s, n))
-    Ks = np.empty((n_steps + 1, s, n))
-    step_of = np.full(T, -1, dtype=np.int64)  # the step whose dense output wrote each output
+    step_of = np.full(T, -1, dtype=np.int64)  # the step whose end or dense output gave each output
     theta = np.zeros(T)
-    exact = np.zeros(T, dtype=np.bool_)
-    y = y0.copy()
-    t = t_eval[0]
-    k0 = np.empty(n)
-    rhs(t, y, margs, k0)
     idx = 0
-    while idx < T and t_eval[idx] <= t:
-        out[idx] = y
+    while idx < T and n_steps > 0 and t_eval[idx] <= tape[0, 0]:
         idx += 1
     for k in range(n_steps):
-        t, h, t_new = tape[k, 0], tape[k, 1], tape[k, 2]
-        Ys[k, 0] = y
-        Ks[k, 0] = k0
-        for j in range(1, s):
-            for i in range(n):
-                acc = 0.0
-                for m in range(j):
-                    acc += a[j, m] * Ks[k, m, i]
-                Ys[k, j, i] = y[i] + h * acc
-            rhs(t + c[j] * h, Ys[k, j], margs, Ks[k, j])
-        if fsal:
-            ynew = Ys[k, s - 1].copy()
-        else:
-            ynew = y.copy()
-            for i in range(n):
-                acc = 0.0
-                for m in range(s):
-                    acc += b[m] * Ks[k, m, i]
-                ynew[i] += h * acc
-        while idx < T and t_eval[idx] <= t_new:
+        while idx < T and t_eval[idx] <= tape[k, 2]:
             step_of[idx] = k
-            exact[idx] = t_eval[idx] == t_new
-            theta[idx] = (t_eval[idx] - t) / h
-            if exact[idx]:
-                out[idx] = ynew
-            else:
-                for i in range(n):
-                    acc = 0.0
-                    for m in range(s):
-                        wm = 0.0
-                        for d in range(deg - 1, -1, -1):
-                            wm = (wm + dense[m, d]) * theta[idx]
-                        acc += wm * Ks[k, m, i]
-                    out[idx, i] = y[i] + h * acc
+            theta[idx] = -1.0 if t_eval[idx] == tape[k, 2] else (t_eval[idx] - tape[k, 0]) / tape[k, 1]
             idx += 1
-        y = ynew
-        if fsal:
-            k0 = Ks[k, s - 1].copy()
-        else:
-            rhs(t_new, y, margs, k0)
-    # back through the steps
-    lam = np.zeros(n)
+    lam = np.zeros(n)  # cotangent of the state after the current step
     kap = np.zeros(n)  # cotangent of the next step's first stage
-    kbar = np.empty((s, n))
-    gy = np.empty(n)
-    gpk = np.empty(gp.size)
+    work = np.empty((2 * s + 3, n))  # stage cotangents, stage inputs, and three vectors for _rk_back_step
     gp[:] = 0.0
-    for k in range(n_steps - 1, -1, -1):
-        t, h, t_new = tape[k, 0], tape[k, 1], tape[k, 2]
-        kbar[:, :] = 0.0
-        if fsal:
-            for i in range(n):
-                kbar[s - 1, i] = kap[i]
-        else:  # the next first stage was f(t_new, y')
-            ypost = Ys[k + 1, 0] if k + 1 < n_steps else y
-            vjp(t_new, ypost, margs, kap, gy, gpk, gw)
-            gp += gpk
-            lam += gy
-        lam_y = np.zeros(n)
-        lam_new = lam.copy()
-        for j in range(T):
-            if step_of[j] != k:
-                continue
-            if exact[j]:
-                lam_new += g_out[j]
-                continue
-            lam_y += g_out[j]
-            for m in range(s):
-                wm = 0.0
-                for d in range(deg - 1, -1, -1):
-                    wm = (wm + dense[m, d]) * theta[j]
-                for i in range(n):
-                    kbar[m, i] += h * wm * g_out[j, i]
-        if not fsal:
-            lam_y += lam_new
-            for m in range(s):
-                for i in range(n):
-                    kbar[m, i] += h * b[m] * lam_new[i]
-        for j in range(s - 1, 0, -1):
-            vjp(t + c[j] * h, Ys[k, j], margs, kbar[j], gy, gpk, gw)
-            gp += gpk
-            if fsal and j == s - 1:
-                gy += lam_new  # y' is the last stage's input
-            lam_y += gy
-            for m in range(j):
-                for i in range(n):
-                    kbar[m, i] += h * a[j, m] * gy[i]
-        kap = kbar[0].copy()
-        lam = lam_y
+    if tape.shape[1] == width:
+        for k in range(n_steps - 1, -1, -1):
+            _rk_back_step(k, tape[k], n_steps, margs, a, b, c, dense, fsal, g_out, step_of, theta, lam, kap, work,
+                          gp, gw)
+    elif n_steps > 0:
+        seg = n_steps if every <= 0 else min(every, n_steps)
+        n_seg = (n_steps + seg - 1) // seg
+        starts = np.empty((n_seg, n))
+        buf = np.empty((seg, width))
+        f0 = np.empty(n)
+        y = y0.copy()
+        rhs(tape[0, 0], y, margs, f0)
+        for k in range(seg * (n_seg - 1) + 1):  # the states where the stretches start
+            if k % seg == 0:
+                starts[k // seg] = y
+            if k < seg * (n_seg - 1):
+                _rk_replay_step(tape[k], y, margs, a, c, b, fsal, f0, buf[0])
+        for q in range(n_seg - 1, -1, -1):
+            first = q * seg
+            last = min(n_steps, first + seg)
+            y[:] = starts[q]
+            rhs(tape[first, 0], y, margs, f0)
+            for k in range(first, last):
+                _rk_replay_step(tape[k], y, margs, a, c, b, fsal, f0, buf[k - first])
+            for k in range(last - 1, first - 1, -1):
+                _rk_back_step(k, buf[k - first], n_steps, margs, a, b, c, dense, fsal, g_out, step_of, theta, lam,
+                              kap, work, gp, gw)
+    gy = work[2 * s]
+    gpk = np.empty(gp.size)
     vjp(t_eval[0], y0, margs, kap, gy, gpk, gw)  # the first stage, f(t0, y0)
     gp += gpk
     for i in range(n):
@@ -140,3 +86,99 @@ def _rk_adjoint(t_eval, y0, margs, a, b, c, dense, fsal, tape, n_steps, g_out, o
     for j in range(T):
         if step_of[j] < 0:  # outputs at the start are y0 itself
             gy0 += g_out[j]
+
+
+def _rk_replay_step(row, y, margs, a, c, b, fsal, f0, out_row):
+    """Recompute the taped step ``row`` (t, h, ...) from ``y`` and ``f0 = f(t, y)``: its start and stages into
+    ``out_row`` (the wide tape's layout), then ``y`` and ``f0`` advanced to the step's end, as the forward did."""
+    n = y.size
+    s = b.size
+    t, h = row[0], row[1]
+    out_row[0:3] = row[0:3]
+    out_row[3:3 + n] = y
+    out_row[3 + n:3 + 2 * n] = f0
+    ytmp = np.empty(n)
+    for j in range(1, s):
+        for i in range(n):
+            acc = 0.0
+            for m in range(j):
+                acc += a[j, m] * out_row[3 + (m + 1) * n + i]
+            ytmp[i] = y[i] + h * acc
+        rhs(t + c[j] * h, ytmp, margs, out_row[3 + (j + 1) * n:3 + (j + 2) * n])
+    if fsal:
+        y[:] = ytmp
+        f0[:] = out_row[3 + s * n:3 + (s + 1) * n]
+    else:
+        for i in range(n):
+            acc = 0.0
+            for m in range(s):
+                acc += b[m] * out_row[3 + (m + 1) * n + i]
+            y[i] += h * acc
+        rhs(row[2], y, margs, f0)
+
+
+def _rk_back_step(k, row, n_steps, margs, a, b, c, dense, fsal, g_out, step_of, theta, lam, kap, work, gp, gw):
+    """One step of the reverse sweep (see the module docstring): ``lam`` from the step's end to its start,
+    ``kap`` to this step's first stage, ``gp``/``gw`` accumulated; ``row`` is the step's wide-tape row."""
+    n = lam.size
+    s = b.size
+    deg = dense.shape[1]
+    t, h, t_new = row[0], row[1], row[2]
+    kbar = work[:s]
+    Y = work[s:2 * s]  # stage inputs; Y[0] is the step's start
+    gy = work[2 * s]
+    lam_y = work[2 * s + 1]
+    lam_new = work[2 * s + 2]
+    gpk = np.empty(gp.size)
+    for i in range(n):
+        Y[0, i] = row[3 + i]
+    for j in range(1, s):  # the stage inputs, summed in the forward's order
+        for i in range(n):
+            acc = 0.0
+            for m in range(j):
+                acc += a[j, m] * row[3 + (m + 1) * n + i]
+            Y[j, i] = Y[0, i] + h * acc
+    kbar[:, :] = 0.0
+    if fsal:
+        kbar[s - 1] = kap
+    elif k + 1 < n_steps:  # the next step's first stage was f(t_new, y')
+        for i in range(n):
+            acc = 0.0
+            for m in range(s):
+                acc += b[m] * row[3 + (m + 1) * n + i]
+            gy[i] = Y[0, i] + h * acc
+        lam_y[:] = gy
+        vjp(t_new, lam_y, margs, kap, gy, gpk, gw)
+        gp += gpk
+        lam += gy
+    lam_y[:] = 0.0
+    lam_new[:] = lam
+    for j in range(step_of.size):
+        if step_of[j] != k:
+            continue
+        if theta[j] < 0.0:  # an output at the step's end: y' itself
+            lam_new += g_out[j]
+            continue
+        lam_y += g_out[j]
+        for m in range(s):
+            wm = 0.0
+            for d in range(deg - 1, -1, -1):
+                wm = (wm + dense[m, d]) * theta[j]
+            for i in range(n):
+                kbar[m, i] += h * wm * g_out[j, i]
+    if not fsal:
+        lam_y += lam_new
+        for m in range(s):
+            for i in range(n):
+                kbar[m, i] += h * b[m] * lam_new[i]
+    for j in range(s - 1, 0, -1):
+        vjp(t + c[j] * h, Y[j], margs, kbar[j], gy, gpk, gw)
+        gp += gpk
+        if fsal and j == s - 1:
+            gy += lam_new  # y' is the last stage's input
+        lam_y += gy
+        for m in range(j):
+            for i in range(n):
+                kbar[m, i] += h * a[j, m] * gy[i]
+    kap[:] = kbar[0]
+    lam[:] = lam_y

@@ -25,7 +25,8 @@ def ensemble_adaptive(t_eval, Y0, P, w, ut, uv, a, b, c, e, e3, dense, xa, xc, f
 def ensemble_fixed(t_eval, Y0, P, w, ut, uv, a, b, c, dt, max_steps, out, status, t_reached, stats):
     for k in prange(Y0.shape[0]):
         margs = (P[k], w, ut, uv)
-        st, tr = _rk_fixed(t_eval, Y0[k], margs, a, b, c, dt, max_steps, out[k], stats[k])
+        st, tr = _rk_fixed(t_eval, Y0[k], margs, a, b, c, dt, max_steps, out[k], stats[k],
+                           np.zeros((0, 3)))
         status[k] = st
         t_reached[k] = tr
 

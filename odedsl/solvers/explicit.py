@@ -124,6 +124,25 @@ def _rk_stages(t, y, h, margs, a, c, first, last, K, ytmp, stats):
         stats[STAT_RHS] += 1
 
 
+def _record(tape, row, t, h, t_new, y, K, s):
+    """Row ``row`` of a discrete-adjoint tape (adjoint_rk.py): the step's ``(t, h, t_new)``, then, when the
+    tape is ``3 + (s+1) n`` wide, its start ``y`` and its ``s`` stages. Rows past the tape's end are dropped
+    (the caller sees the accepted-step count and tries again with room)."""
+    if row >= tape.shape[0]:
+        return
+    tape[row, 0] = t
+    tape[row, 1] = h
+    tape[row, 2] = t_new
+    if tape.shape[1] == 3:
+        return
+    n = y.size
+    for i in range(n):
+        tape[row, 3 + i] = y[i]
+    for j in range(s):
+        for i in range(n):
+            tape[row, 3 + (j + 1) * n + i] = K[j, i]
+
+
 def _dense_eval(y, h, K, dense, theta, out, row):
     """out[row] = y(t + theta*h) from the step's stages and the dense-output polynomials."""
     n = y.size
@@ -140,8 +159,8 @@ def _dense_eval(y, h, K, dense, theta, out, row):
                 out[row, i] += hw * K[j, i]
 
 
-def _rk_fixed(t_eval, y0, margs, a, b, c, dt, max_steps, out, stats):
-    """Fixed steps between consecutive output times: ``ceil(gap/dt)`` equal steps per gap."""
+def _rk_fixed(t_eval, y0, margs, a, b, c, dt, max_steps, out, stats, tape):
+    """Fixed steps between consecutive output times: ``ceil(gap/dt)`` equal steps per gap (``tape``: ``_record``)."""
     n = y0.size
     s = b.size
     K = np.empty((s, n))
@@ -162,6 +181,7 @@ def _rk_fixed(t_eval, y0, margs, a, b, c, dt, max_steps, out, stats):
             rhs(t, y, margs, K[0])
             stats[STAT_RHS] += 1
             _rk_stages(t, y, h, margs, a, c, 1, s, K, ytmp, stats)
+            _record(tape, steps, t, h, t_eval[k] if step == m - 1 else t0 + (step + 1) * h, y, K, s)
             for i in range(n):
                 acc = 0.0
                 for j in range(s):
@@ -183,8 +203,8 @@ def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, 
     ``xa``/``xc`` are the extra stages some tableaux need for dense output only
     (computed once per step, and only when an output time falls in the step).
     ``e3`` is dop853's second error estimator (empty for other methods).
-    ``tape`` (k, 3) receives ``(t, h, t_new)`` of the first k accepted steps (for the
-    discrete adjoint, adjoint_rk.py); pass an empty one otherwise.
+    ``tape`` receives the first accepted steps for the discrete adjoint (``_record``);
+    pass an empty one otherwise.
     """
     n = y0.size
     s = b.size
@@ -261,11 +281,7 @@ def _rk_adaptive(t_eval, y0, margs, a, b, c, e, e3, dense, xa, xc, fsal, expo1, 
             continue
         stats[STAT_ACCEPTED] += 1
         t_new = t_end if last else t + h
-        done = stats[STAT_ACCEPTED] - 1
-        if done < tape.shape[0]:
-            tape[done, 0] = t
-            tape[done, 1] = h
-            tape[done, 2] = t_new
+        _record(tape, stats[STAT_ACCEPTED] - 1, t, h, t_new, y, K, s)
         if t_eval[idx] <= t_new:
             for j in range(s, sd):
                 for i in range(n):
