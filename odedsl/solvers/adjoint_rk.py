@@ -49,7 +49,8 @@ def _rk_adjoint(t_eval, y0, margs, a, b, c, dense, fsal, tape, n_steps, every, g
     lam = np.zeros(n)  # cotangent of the state after the current step
     kap = np.zeros(n)  # cotangent of the next step's first stage
     work = np.empty((2 * s + 3, n))  # stage cotangents, stage inputs, and three vectors for _rk_back_step
-    gp[:] = 0.0
+    for i in range(gp.size):
+        gp[i] = 0.0
     if tape.shape[1] == width:
         for k in range(n_steps - 1, -1, -1):
             _rk_back_step(k, tape[k], n_steps, margs, a, b, c, dense, fsal, g_out, step_of, theta, lam, kap, work,
@@ -64,13 +65,13 @@ def _rk_adjoint(t_eval, y0, margs, a, b, c, dense, fsal, tape, n_steps, every, g
         rhs(tape[0, 0], y, margs, f0)
         for k in range(seg * (n_seg - 1) + 1):  # the states where the stretches start
             if k % seg == 0:
-                starts[k // seg] = y
+                _copy(starts[k // seg], y)
             if k < seg * (n_seg - 1):
                 _rk_replay_step(tape[k], y, margs, a, c, b, fsal, f0, buf[0])
         for q in range(n_seg - 1, -1, -1):
             first = q * seg
             last = min(n_steps, first + seg)
-            y[:] = starts[q]
+            _copy(y, starts[q])
             rhs(tape[first, 0], y, margs, f0)
             for k in range(first, last):
                 _rk_replay_step(tape[k], y, margs, a, c, b, fsal, f0, buf[k - first])
@@ -80,12 +81,12 @@ def _rk_adjoint(t_eval, y0, margs, a, b, c, dense, fsal, tape, n_steps, every, g
     gy = work[2 * s]
     gpk = np.empty(gp.size)
     vjp(t_eval[0], y0, margs, kap, gy, gpk, gw)  # the first stage, f(t0, y0)
-    gp += gpk
+    _add(gp, gpk, 1.0)
     for i in range(n):
         gy0[i] = lam[i] + gy[i]
     for j in range(T):
         if step_of[j] < 0:  # outputs at the start are y0 itself
-            gy0 += g_out[j]
+            _add(gy0, g_out[j], 1.0)
 
 
 def _rk_replay_step(row, y, margs, a, c, b, fsal, f0, out_row):
@@ -94,9 +95,11 @@ def _rk_replay_step(row, y, margs, a, c, b, fsal, f0, out_row):
     n = y.size
     s = b.size
     t, h = row[0], row[1]
-    out_row[0:3] = row[0:3]
-    out_row[3:3 + n] = y
-    out_row[3 + n:3 + 2 * n] = f0
+    for i in range(3):
+        out_row[i] = row[i]
+    for i in range(n):
+        out_row[3 + i] = y[i]
+        out_row[3 + n + i] = f0[i]
     ytmp = np.empty(n)
     for j in range(1, s):
         for i in range(n):
@@ -106,8 +109,9 @@ def _rk_replay_step(row, y, margs, a, c, b, fsal, f0, out_row):
             ytmp[i] = y[i] + h * acc
         rhs(t + c[j] * h, ytmp, margs, out_row[3 + (j + 1) * n:3 + (j + 2) * n])
     if fsal:
-        y[:] = ytmp
-        f0[:] = out_row[3 + s * n:3 + (s + 1) * n]
+        for i in range(n):
+            y[i] = ytmp[i]
+            f0[i] = out_row[3 + s * n + i]
     else:
         for i in range(n):
             acc = 0.0
@@ -138,28 +142,31 @@ def _rk_back_step(k, row, n_steps, margs, a, b, c, dense, fsal, g_out, step_of, 
             for m in range(j):
                 acc += a[j, m] * row[3 + (m + 1) * n + i]
             Y[j, i] = Y[0, i] + h * acc
-    kbar[:, :] = 0.0
+    for j in range(s):
+        for i in range(n):
+            kbar[j, i] = 0.0
     if fsal:
-        kbar[s - 1] = kap
+        _copy(kbar[s - 1], kap)
     elif k + 1 < n_steps:  # the next step's first stage was f(t_new, y')
         for i in range(n):
             acc = 0.0
             for m in range(s):
                 acc += b[m] * row[3 + (m + 1) * n + i]
             gy[i] = Y[0, i] + h * acc
-        lam_y[:] = gy
+        _copy(lam_y, gy)
         vjp(t_new, lam_y, margs, kap, gy, gpk, gw)
-        gp += gpk
-        lam += gy
-    lam_y[:] = 0.0
-    lam_new[:] = lam
+        _add(gp, gpk, 1.0)
+        _add(lam, gy, 1.0)
+    for i in range(n):
+        lam_y[i] = 0.0
+        lam_new[i] = lam[i]
     for j in range(step_of.size):
         if step_of[j] != k:
             continue
         if theta[j] < 0.0:  # an output at the step's end: y' itself
-            lam_new += g_out[j]
+            _add(lam_new, g_out[j], 1.0)
             continue
-        lam_y += g_out[j]
+        _add(lam_y, g_out[j], 1.0)
         for m in range(s):
             wm = 0.0
             for d in range(deg - 1, -1, -1):
@@ -167,18 +174,29 @@ def _rk_back_step(k, row, n_steps, margs, a, b, c, dense, fsal, g_out, step_of, 
             for i in range(n):
                 kbar[m, i] += h * wm * g_out[j, i]
     if not fsal:
-        lam_y += lam_new
+        _add(lam_y, lam_new, 1.0)
         for m in range(s):
             for i in range(n):
                 kbar[m, i] += h * b[m] * lam_new[i]
     for j in range(s - 1, 0, -1):
         vjp(t + c[j] * h, Y[j], margs, kbar[j], gy, gpk, gw)
-        gp += gpk
+        _add(gp, gpk, 1.0)
         if fsal and j == s - 1:
-            gy += lam_new  # y' is the last stage's input
-        lam_y += gy
+            _add(gy, lam_new, 1.0)  # y' is the last stage's input
+        _add(lam_y, gy, 1.0)
         for m in range(j):
             for i in range(n):
                 kbar[m, i] += h * a[j, m] * gy[i]
-    kap[:] = kbar[0]
-    lam[:] = lam_y
+    _copy(kap, kbar[0])
+    _copy(lam, lam_y)
+
+
+def _add(x, y, f):
+    """x += f y, as a loop: Numba compiles an array expression per statement, slowly."""
+    for i in range(x.size):
+        x[i] += f * y[i]
+
+
+def _copy(x, y):
+    for i in range(x.size):
+        x[i] = y[i]
