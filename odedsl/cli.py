@@ -136,6 +136,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for u in model.inputs:
             ok = ~np.isnan(cols[time_col]) & ~np.isnan(cols[u.name])
             inputs[u.name] = (cols[time_col][ok], cols[u.name][ok])
+    if args.sweep or args.samples is not None:
+        return _sweep(args, model, t_eval, params, y0, weights, inputs)
+    for flag, given in (("--log", args.log), ("--workers", args.workers), ("--scheduler", args.scheduler),
+                        ("--chunk-size", args.chunk_size)):
+        if given:
+            raise UsageError(f"{flag} is for sweeps: give --sweep NAME=LO:HI:N (or --samples N)")
     sol = model.simulate(t_eval, params=params, y0=y0, method=args.method, rtol=args.rtol, atol=args.atol,
                          dt=args.dt, inputs=inputs, max_steps=args.max_steps, weights=weights)
     header = [model.time.name, *sol.names]
@@ -144,7 +150,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         obs = sol.observables()
         header += list(obs)
         table = np.column_stack([table, *obs.values()])
-    if args.out:
+    if args.out and args.out.lower().endswith(".parquet"):
+        from odedsl.distributed.sweep import TableWriter
+
+        with TableWriter(args.out, header) as writer:
+            writer.write(list(table.T))
+        print(f"wrote {len(sol.t)} rows to {args.out}")
+    elif args.out:
         write_csv(args.out, header, table)
         print(f"wrote {len(sol.t)} rows to {args.out}")
     else:
@@ -158,6 +170,54 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         plot_solution(sol, args.plot)
         print(f"wrote the plot to {args.plot}", file=sys.stderr)
     return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, model, t_eval, params: dict, y0: dict, weights, inputs) -> int:
+    """``odedsl simulate --sweep ...``: every run of the grid (or the draws), streamed to ``--out``."""
+    import numpy as np
+
+    from odedsl.distributed.sweep import Job, Sweep, print_progress, run_sweep
+
+    if not args.out:
+        raise UsageError("a sweep writes a table: give --out FILE.csv (or FILE.parquet)")
+    if args.plot:
+        raise UsageError("--plot draws one trajectory; a sweep writes its runs to --out")
+    sweep = Sweep.build(model, args.sweep or [], args.log or [], args.samples, args.seed)
+    swept = {a.name for a in sweep.axes}
+    job = Job(model.source, model.filename, sweep, np.asarray(t_eval, dtype=float),
+              {"method": args.method, "rtol": args.rtol, "atol": args.atol, "dt": args.dt,
+               "max_steps": args.max_steps},
+              {k: v for k, v in params.items() if k not in swept}, {k: v for k, v in y0.items() if k not in swept},
+              weights, inputs, args.observables)
+
+    def started(dashboard, n_workers: int) -> None:
+        where = f", dashboard {dashboard}" if dashboard else ""
+        print(f"sweeping {sweep.n_runs} runs on {n_workers} Dask workers{where}", file=sys.stderr)
+
+    if args.workers or args.scheduler:
+        from odedsl.distributed.profile_cli import quiet_dask
+
+        quiet_dask()
+    report = run_sweep(model, job, args.out, args.chunk_size, workers=args.workers, scheduler=args.scheduler,
+                       progress=print_progress(), on_start=started)
+    print(f"wrote {report.rows} rows ({report.runs} runs x {len(job.t)} times) in {report.chunks} "
+          f"chunk{'s' if report.chunks != 1 else ''} to {args.out}")
+    if report.failed:
+        print(f"warning: {report.failed} of {report.runs} runs failed to solve; their rows are NaN", file=sys.stderr)
+        if report.failed == report.runs:
+            print("error: no run of the sweep could be solved; check the ranges, or try a stiff --method",
+                  file=sys.stderr)
+            return EXIT_NUMERIC
+    return EXIT_OK
+
+
+def _sweep_axis(text: str):
+    from odedsl.distributed.sweep import parse_axis
+
+    try:
+        return parse_axis(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--sweep ")) from None
 
 
 def _print_table(header: list[str], table, max_rows: int = 11) -> None:
@@ -220,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "run of a model compiles it, later runs reuse the on-disk cache).",
         epilog="examples:\n  odedsl simulate models/lotka_volterra.ode --t-end 10\n"
                "  odedsl simulate models/lotka_volterra.ode --t-end 10 --n 1001 --set alpha=1.2 --out lv.csv "
-               "--plot lv.png\n  odedsl simulate models/robertson.ode --times 0,1,10,100 --method rk4 --dt 1e-4\n\n"
+               "--plot lv.png\n  odedsl simulate models/robertson.ode --times 0,1,10,100 --method rk4 --dt 1e-4\n"
+               "  odedsl simulate models/lotka_volterra.ode --t-end 10 --sweep alpha=0.5:1.5:21 --sweep beta=0.1:1:10 "
+               "--log beta --out sweep.parquet\n\n"
                "methods: " + ", ".join(METHODS) + "\nexit code 3 when the solve fails (the message says where and "
                "what to try)",
     )
@@ -242,14 +304,35 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a parameter value or a state's initial value (repeatable)")
     sim.add_argument("--inputs", metavar="FILE.csv", help="values of the model's inputs over time")
     sim.add_argument("--observables", action="store_true", help="also output the observables")
-    sim.add_argument("--out", metavar="FILE.csv", help="write the trajectory as CSV (header: time, then states)")
+    sim.add_argument("--out", metavar="FILE.csv",
+                     help="write the trajectory as CSV (header: time, then states); FILE.parquet writes Parquet")
     sim.add_argument("--plot", metavar="FILE.png", help="plot every state against time")
     sim.add_argument("--params", metavar="DIR", help="use the parameters and weights of the fit saved in DIR")
+    sw = sim.add_argument_group("sweeps", "simulate many parameter sets (or initial values) and write them all to "
+                                "--out as one long table: run, swept values, time, states")
+    sw.add_argument("--sweep", type=_sweep_axis, action="append", metavar="NAME=LO:HI:N",
+                    help="sweep a parameter or a state's initial value over N evenly spaced values (repeatable: "
+                         "the grid is every combination)")
+    sw.add_argument("--log", action="append", metavar="NAME", help="space the swept NAME geometrically (0 < LO, HI)")
+    sw.add_argument("--samples", type=_positive_int, metavar="N",
+                    help="N Latin-hypercube draws within the --sweep ranges (written NAME=LO:HI) instead of a grid")
+    sw.add_argument("--seed", type=int, default=0, help="seed of the --samples draws (default 0)")
+    sw.add_argument("--chunk-size", type=_positive_int, metavar="RUNS",
+                    help="runs solved and written at a time (default: about a million values per chunk)")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="K",
+                       help="solve the chunks on a local Dask cluster of K workers (default: in this process)")
+    where.add_argument("--scheduler", metavar="ADDR", help="solve the chunks on the Dask cluster at tcp://HOST:PORT")
     sim.set_defaults(run=cmd_simulate)
 
     from odedsl.fit.cli import add_parser as add_fit
 
     add_fit(sub, fmt, _float, _positive_int, _whole(0))
+    from odedsl.discover.cli import add_parser as add_discover
+    add_discover(sub, fmt, _float, _positive_int, _whole(0))
+    from odedsl.distributed.profile_cli import add_parser as add_profile
+
+    add_profile(sub, fmt, _float, _positive_int, _whole(0))
     return p
 
 

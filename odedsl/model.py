@@ -267,7 +267,8 @@ class Model:
 
         return TorchModel(self, dtype=dtype or torch.float64, device=device, seed=seed)
 
-    def fit(self, data, out=None, resume: bool = False, progress=None, **settings):
+    def fit(self, data, out=None, resume: bool = False, progress=None, starts: int | None = None, client=None,
+            workers: int | None = None, scheduler: str | None = None, **settings):
         """Fit the parameters (and neural terms) to ``data``, a CSV path or a pandas DataFrame.
 
         ``settings`` are those of ``odedsl.fit.run.Settings`` (``method``, ``rtol``,
@@ -276,6 +277,16 @@ class Model:
         gradients on the CPU, ``"torch"``), ``time_col``, ``experiment_col``, ``y0_from_data``, ...).
         ``out`` is a folder for checkpoints (``resume`` continues from it). Returns a
         ``FitResult`` (``.params``, ``.loss``, ``.history``, ``.simulate``, ``.save``).
+
+        ``starts=N``: a multi-start fit on Dask (``odedsl.distributed.starts``): the
+        file's values and N-1 Latin-hypercube draws (from ``seed``), each a full fit,
+        run on ``client`` (a ``distributed.Client``), on the cluster at ``scheduler``,
+        or on a local cluster of ``workers`` processes (default: one per core). It
+        returns the best start's result, a ``MultiStartResult`` whose ``.starts`` holds
+        every start's record; with ``out``, each start is saved there as it finishes
+        and ``resume`` runs only the missing ones; ``progress(done, failed, total,
+        best_loss)``. In a script, call it under ``if __name__ == "__main__":``
+        (the local cluster's worker processes import the script).
         """
         from odedsl.errors import UsageError
         from odedsl.fit.run import Settings, fit
@@ -287,7 +298,14 @@ class Model:
         if unknown:
             raise UsageError(f"unknown fit setting {', '.join(repr(u) for u in unknown)}; valid: {', '.join(valid)}")
         config = Settings(**settings)
-        return fit(self, data, config, out=out, resume=resume, progress=progress)
+        if starts is None:
+            if client is not None or workers is not None or scheduler is not None:
+                raise UsageError("client, workers and scheduler go with starts=N (a multi-start fit)")
+            return fit(self, data, config, out=out, resume=resume, progress=progress)
+        from odedsl.distributed.starts import multistart
+
+        return multistart(self, data, config, starts, out=out, resume=resume, progress=progress, client=client,
+                          workers=workers, scheduler=scheduler)
 
     def simulate(self, t_eval, params=None, y0=None, method: str = "dopri5", rtol: float = 1e-6,
                  atol: float = 1e-8, **options):
@@ -317,6 +335,11 @@ class Model:
         ``params`` and ``y0`` map names to arrays of N values (or single values,
         broadcast); the result's ``y`` is (N, T, n_states). Other options as in
         ``simulate``, plus ``on_failure="raise" | "nan"``.
+
+        On Dask: ``client=`` (a ``distributed.Client``), ``scheduler="tcp://HOST:PORT"``
+        or ``workers=K`` (a local cluster) cut the N rows into chunks
+        (``chunk_size`` rows; by default about four per worker, at least 512) solved
+        on the workers; the result equals the local one bit for bit.
 
         Examples
         --------

@@ -291,34 +291,102 @@ def simulate_ensemble(model: Model, t_eval: Sequence[float], params: Mapping[str
                       y0: Mapping[str, Any] | None = None, method: str = "dopri5", rtol: float = 1e-6,
                       atol: float = 1e-8, dt: float | None = None, max_steps: int = 1_000_000,
                       inputs: Mapping[str, Any] | None = None, weights: Any = None, h0: float = 0.0,
-                      on_failure: str = "raise") -> Ensemble:
-    """Integrate N parameter sets and/or initial conditions in parallel; see ``Model.simulate_ensemble``."""
+                      on_failure: str = "raise", client: Any = None, workers: int | None = None,
+                      scheduler: str | None = None, chunk_size: int | None = None) -> Ensemble:
+    """Integrate N parameter sets and/or initial conditions in parallel; see ``Model.simulate_ensemble``.
+
+    With ``client`` (a ``dask.distributed.Client``), ``scheduler`` (an address) or
+    ``workers`` (the size of a local cluster) the rows are cut into chunks of
+    ``chunk_size`` (default: about four chunks per worker, at least
+    ``MIN_CHUNK`` rows) and run on Dask workers; each chunk runs the same
+    compiled loop on the same rows, so the result equals the local one bit for bit.
+    """
     if on_failure not in ("raise", "nan"):
         raise UsageError(f"on_failure must be 'raise' or 'nan', not {on_failure!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise UsageError(f"chunk_size must be a positive whole number (got {chunk_size})")
+    setup = EnsembleSetup.build(model, t_eval, params, y0, method, rtol, atol, dt, max_steps, inputs, weights, h0)
+    if client is None and workers is None and scheduler is None:
+        out, status, t_reached, stats = setup.run(setup.P, setup.Y0)
+    else:
+        from odedsl.distributed.sweep import run_distributed
+
+        out, status, t_reached, stats = run_distributed(setup, chunk_size, client, workers, scheduler)
+    n = setup.P.shape[0]
+    failed = np.nonzero(status != STATUS_OK)[0]
+    if failed.size:
+        if on_failure == "raise":
+            first = int(failed[0])
+            err = failure(model, method, int(status[first]), float(t_reached[first]), max_steps)
+            raise NumericalError(f"{failed.size} of {n} trajectories failed; the first, number {first}: {err} "
+                                 "(pass on_failure='nan' to keep the others)")
+        out[failed] = np.nan
+    return Ensemble(setup.t, out, [s.name for s in model.states], setup.P, status, t_reached, stats, method)
+
+
+#: The fewest rows in one distributed ensemble chunk unless asked otherwise: a task of milliseconds, not microseconds.
+MIN_CHUNK = 512
+
+
+@dataclass
+class EnsembleSetup:
+    """An ensemble ready to run: the rows (parameters ``P``, initial values ``Y0``) and what every row shares."""
+
+    model: Model
+    t: np.ndarray
+    P: np.ndarray  # (N, n_params)
+    Y0: np.ndarray  # (N, n_states)
+    w: np.ndarray
+    ut: np.ndarray
+    uv: np.ndarray
+    method: str
+    rtol: float
+    atol: float
+    dt: float | None
+    max_steps: int
+    h0: float
+
+    @classmethod
+    def build(cls, model: Model, t_eval, params=None, y0=None, method: str = "dopri5", rtol: float = 1e-6,
+              atol: float = 1e-8, dt: float | None = None, max_steps: int = 1_000_000, inputs=None, weights=None,
+              h0: float = 0.0) -> "EnsembleSetup":
+        """Check the arguments of ``simulate_ensemble`` and make its rows."""
+        get_method(method)
+        check_tolerances(rtol, atol)
+        mod = model.compile().module
+        t = as_times(t_eval, mod)
+        pb = _batch(model, params, [q.name for q in model.params], "parameter")
+        yb = _batch(model, y0, [s.name for s in model.states], "state")
+        sizes = {len(v) for v in [*pb.values(), *yb.values()] if len(v) != 1}
+        if len(sizes) > 1:
+            raise UsageError(f"ensemble arrays have different lengths {sorted(sizes)}; give N values (or 1) for each")
+        n = sizes.pop() if sizes else 1
+        P = np.tile(param_vector(model, None), (n, 1))
+        for j, q in enumerate(model.params):
+            if q.name in pb:
+                P[:, j] = pb[q.name]
+        P = np.ascontiguousarray(P)
+        Y0 = np.empty((n, len(model.states)))
+        mod.init_many(P, Y0)
+        for i, s in enumerate(model.states):
+            if s.name in yb:
+                Y0[:, i] = yb[s.name]
+        ut, uv = input_arrays(model, inputs)
+        return cls(model, t, P, Y0, weight_vector(model, weights), ut, uv, method, rtol, atol, dt, max_steps, h0)
+
+    def run(self, P: np.ndarray, Y0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Solve the rows ``P``, ``Y0`` (in parallel on this machine's cores): states, status, t reached, stats."""
+        return run_rows(self.model.compile().module, self.t, P, Y0, self.w, self.ut, self.uv, self.method,
+                        self.rtol, self.atol, self.dt, self.max_steps, self.h0)
+
+
+def run_rows(mod, t: np.ndarray, P: np.ndarray, Y0: np.ndarray, w: np.ndarray, ut: np.ndarray, uv: np.ndarray,
+             method: str, rtol: float, atol: float, dt: float | None, max_steps: int,
+             h0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One call of the compiled ensemble loop of ``method`` over the rows ``P``, ``Y0`` of module ``mod``."""
     m = get_method(method)
-    check_tolerances(rtol, atol)
-    t = as_times(t_eval, model.compile().module)
-    pb = _batch(model, params, [q.name for q in model.params], "parameter")
-    yb = _batch(model, y0, [s.name for s in model.states], "state")
-    sizes = {len(v) for v in [*pb.values(), *yb.values()] if len(v) != 1}
-    if len(sizes) > 1:
-        raise UsageError(f"ensemble arrays have different lengths {sorted(sizes)}; give N values (or 1) for each")
-    n = sizes.pop() if sizes else 1
-    compiled = model.compile()
-    mod = compiled.module
-    base = param_vector(model, None)
-    P = np.tile(base, (n, 1))
-    for j, q in enumerate(model.params):
-        if q.name in pb:
-            P[:, j] = pb[q.name]
-    P = np.ascontiguousarray(P)
-    Y0 = np.empty((n, len(model.states)))
-    mod.init_many(P, Y0)
-    for i, s in enumerate(model.states):
-        if s.name in yb:
-            Y0[:, i] = yb[s.name]
-    w = weight_vector(model, weights)
-    ut, uv = input_arrays(model, inputs)
+    n = P.shape[0]
+    P, Y0 = np.ascontiguousarray(P), np.array(Y0, dtype=float, order="C")  # the loops write into Y0
     out = np.empty((n, t.size, Y0.shape[1]))
     status = np.zeros(n, dtype=np.int64)
     t_reached = np.zeros(n)
@@ -335,12 +403,4 @@ def simulate_ensemble(model: Model, t_eval: Sequence[float], params: Mapping[str
         mod.ensemble_adaptive(t, Y0, P, w, ut, uv, k.a, k.b, k.c, k.e, k.e3, k.dense, k.xa, k.xc, k.fsal, k.expo1,
                               m.beta, m.safety, m.facmin, m.facmax, k.order, rtol, atol, h0, math.inf, max_steps,
                               out, status, t_reached, stats)
-    failed = np.nonzero(status != STATUS_OK)[0]
-    if failed.size:
-        if on_failure == "raise":
-            first = int(failed[0])
-            err = failure(model, method, int(status[first]), float(t_reached[first]), max_steps)
-            raise NumericalError(f"{failed.size} of {n} trajectories failed; the first, number {first}: {err} "
-                                 "(pass on_failure='nan' to keep the others)")
-        out[failed] = np.nan
-    return Ensemble(t, out, [s.name for s in model.states], P, status, t_reached, stats, method)
+    return out, status, t_reached, stats

@@ -20,8 +20,10 @@ def add_parser(sub, fmt, number, positive_int, count) -> None:
                     "to --out DIR; checkpoints too, so --resume DIR continues an interrupted fit.",
         epilog="examples:\n  odedsl fit models/hare_lynx.ode models/data/hare_lynx.csv\n"
                "  odedsl fit models/lotka_volterra_ude.ode models/data/lotka_volterra_ude.csv --max-iters 500\n"
-               "  odedsl fit models/sir.ode models/data/sir_boarding_school_1978.csv --out sir-fit\n\n"
-               "writes: params.json, model.ode, weights.npz, history.csv, fit.png, loss.png\n"
+               "  odedsl fit models/sir.ode models/data/sir_boarding_school_1978.csv --out sir-fit\n"
+               "  odedsl fit models/hare_lynx.ode models/data/hare_lynx.csv --starts 16 --workers 2\n\n"
+               "writes: params.json, model.ode, weights.npz, history.csv, fit.png, loss.png; with --starts, the best "
+               "start's, plus starts.csv, waterfall.png and starts/ (one record per finished start)\n"
                "exit codes: 0 ok, 1 bad model or data file, 2 usage error, 3 the fit could not proceed, "
                "130 interrupted (resume with --resume DIR)",
     )
@@ -43,7 +45,8 @@ def add_parser(sub, fmt, number, positive_int, count) -> None:
     f.add_argument("--backend", choices=("auto", "numba", "torch"), default="auto",
                    help="where Adam's loss and gradient are computed: numba (compiled, CPU), torch (any device); "
                         "default auto: numba on a CPU for small nets")
-    f.add_argument("--seed", type=int, default=0, help="seed of the nets' initial weights (default 0)")
+    f.add_argument("--seed", type=int, default=0,
+                   help="seed of the nets' initial weights and of the --starts draw (default 0)")
     f.add_argument("--device", choices=("cpu", "cuda"), help="Torch device for Adam (default cpu)")
     f.add_argument("--shooting", type=positive_int, metavar="K",
                    help="multiple shooting: K segments per experiment, each from fitted states, with a continuity "
@@ -54,7 +57,16 @@ def add_parser(sub, fmt, number, positive_int, count) -> None:
                    help="column splitting the rows into experiments (default: 'experiment' when present)")
     f.add_argument("--y0-from-data", action="store_true",
                    help="start each experiment from the data's values of the states that have a column")
-    f.add_argument("--resume", metavar="DIR", help="continue the fit saved in DIR")
+    f.add_argument("--starts", type=positive_int, metavar="N",
+                   help="multi-start: N fits in parallel on Dask, from the file's values and N-1 Latin-hypercube "
+                        "draws within the bounds; the best one is the result (docs/tutorial-multistart.md)")
+    f.add_argument("--workers", type=positive_int, metavar="K",
+                   help="with --starts: worker processes of the local Dask cluster (default: one per core)")
+    f.add_argument("--scheduler", metavar="ADDR",
+                   help="with --starts: run on the Dask cluster whose scheduler is at ADDR (tcp://HOST:PORT; "
+                        "default: $ODEDSL_SCHEDULER, else a local cluster)")
+    f.add_argument("--resume", metavar="DIR", help="continue the fit saved in DIR (with --starts: run only the "
+                                                   "starts missing there)")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     f.set_defaults(run=cmd_fit)
 
@@ -80,6 +92,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
                         device=args.device, l2=args.l2, shooting=args.shooting, optimizer=args.optimizer,
                         backend=args.backend, time_col=args.time_col,
                         experiment_col=args.experiment_col, y0_from_data=args.y0_from_data)
+    if args.workers and args.scheduler:
+        raise UsageError("--workers sizes a local cluster and --scheduler names an existing one: give one of them")
+    if args.starts is not None or (args.resume and (out / "starts" / "plan.json").exists()):
+        return _cmd_starts(args, model, settings, out)
+    if args.workers or args.scheduler:
+        raise UsageError("--workers and --scheduler go with --starts N (a multi-start fit)")
     bar = _Progress(enabled=not args.quiet)
     try:
         with bar:
@@ -98,6 +116,90 @@ def cmd_fit(args: argparse.Namespace) -> int:
               "smaller --lr, tighter bounds, other starting values or a stiff --method", file=sys.stderr)
         return 3
     return 0
+
+
+def _cmd_starts(args: argparse.Namespace, model, settings, out: Path) -> int:
+    """``odedsl fit --starts N``: the fits on Dask, each start written to ``out`` as it finishes."""
+    import logging
+
+    from odedsl.distributed.starts import StartsStopped, multistart
+    from odedsl.fit.report import table, write_outputs
+
+    import distributed  # noqa: F401  (its import sets its loggers' levels: quieten them after it)
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # Dask's own chatter: what matters is reported here
+    bar = _StartsProgress(enabled=not args.quiet)
+    try:
+        with bar:
+            result = multistart(model, args.data, settings, args.starts, out=out, resume=bool(args.resume),
+                                progress=bar.update, report=bar.start, workers=args.workers, scheduler=args.scheduler)
+    except StartsStopped as exc:
+        if exc.result is not None:
+            write_outputs(exc.result, out)
+        print(f"{'' if exc.exit_code == 130 else 'error: '}{exc}", file=sys.stderr)
+        return exc.exit_code
+    written = write_outputs(result, out)
+    print(table(result))
+    print(f"best start: {result.best_start} ({result.message})")
+    print(result.summary())
+    print(f"wrote {', '.join(p.name for p in written)}, starts.csv, waterfall.png and starts/ to {out}/")
+    if result.failed:
+        print(f"error: the best start's fit stopped early ({result.message}); its result is in {out}/",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+class _StartsProgress:
+    """Starts done and failed, the best loss so far, elapsed and remaining time (a rich bar on stderr)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start(self, info: dict) -> None:
+        for w in info["warnings"]:
+            print(f"warning: {w}", file=sys.stderr)
+        print(f"optimizer: {info['optimizer']} ({info['why']})", file=sys.stderr)
+        done = info["starts"] - info["to_run"]
+        engine = info["engine"]
+        if engine is None:
+            print(f"all {info['starts']} starts are already done", file=sys.stderr)
+            return
+        where = (f"the Dask cluster at {engine.scheduler}" if engine.scheduler else
+                 f"a local Dask cluster of {engine.n_workers} worker{'s' if engine.n_workers != 1 else ''}")
+        resumed = f" ({done} of {info['starts']} already done)" if done else ""
+        print(f"starts: {info['to_run']} to run{resumed} on {where}", file=sys.stderr)
+        if engine.dashboard:
+            import importlib.util
+
+            hint = "" if engine.scheduler or importlib.util.find_spec("bokeh") else " (install bokeh to see it)"
+            print(f"Dask dashboard: {engine.dashboard}{hint}", file=sys.stderr)
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("starts"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("failed {task.fields[failed]}  best {task.fields[best]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                                 transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("starts", total=info["starts"], completed=done, failed="-", best="-")
+
+    def update(self, done: int, failed: int, total: int, best: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total, failed=str(failed),
+                                 best="-" if best != best else f"{best:.6g}")
 
 
 class _Progress:

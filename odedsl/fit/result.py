@@ -95,6 +95,44 @@ class FitResult:
         write_csv(d / HISTORY, ["iteration", "loss", "seconds"], np.array(self.history, dtype=float).reshape(-1, 3))
         return d
 
+    def discover(self, **options):
+        """Replace the fit's neural terms by sparse expressions: a ``Discovery`` with ``.model``, ``.table``,
+        ``.candidates`` and ``.save(path)`` (see ``odedsl.discover.discover`` and docs/discover.md)."""
+        from odedsl.discover import discover
+
+        return discover(self, **options)
+
+    def profile(self, params: list[str] | None = None, points: int = 10, level: float = 0.95, out=None,
+                resume: bool = False, client=None, workers: int | None = None, scheduler: str | None = None,
+                max_iters: int | None = None, progress=None):
+        """Profile likelihoods and likelihood-based confidence intervals of the fitted parameters.
+
+        Each parameter in ``params`` (default: every fitted one) is fixed on a grid
+        around the optimum while the others are re-optimised, each point warm-started
+        from its neighbour; the two sides of every parameter run at the same time on
+        Dask (``client``, or the cluster at ``scheduler``, or a local cluster of
+        ``workers`` processes). ``points``: about how many points from the optimum to
+        the threshold on each side. With ``out`` each point is appended to
+        ``out/profiles.csv`` as it finishes, and ``profile_<name>.png`` are drawn at
+        the end; ``resume=True`` keeps the points already there. Returns a
+        ``Profiles`` (``.intervals()``, ``.table()``, ``.points``); see
+        ``odedsl.distributed.profile`` for the likelihood scale and the grid.
+
+        Examples
+        --------
+        >>> import odedsl
+        >>> m = odedsl.load("models/hare_lynx.ode")
+        >>> fit = m.fit("models/data/hare_lynx.csv")
+        >>> prof = fit.profile(params=["alpha"], points=4, workers=1)
+        >>> iv = prof.intervals()["alpha"]
+        >>> round(iv.lower, 2), round(iv.upper, 2)
+        (0.43, 0.68)
+        """
+        from odedsl.distributed.profile import profile
+
+        return profile(self, params=params, points=points, level=level, out=out, resume=resume, client=client,
+                       workers=workers, scheduler=scheduler, max_iters=max_iters, progress=progress)
+
 
 def _nan(v: float | None) -> float:
     """A standard error read back from JSON, where 'not identifiable' (NaN) is null."""
