@@ -194,10 +194,6 @@ def _sweep(args: argparse.Namespace, model, t_eval, params: dict, y0: dict, weig
         where = f", dashboard {dashboard}" if dashboard else ""
         print(f"sweeping {sweep.n_runs} runs on {n_workers} Dask workers{where}", file=sys.stderr)
 
-    if args.workers or args.scheduler:
-        from odedsl.distributed.profile_cli import quiet_dask
-
-        quiet_dask()
     report = run_sweep(model, job, args.out, args.chunk_size, workers=args.workers, scheduler=args.scheduler,
                        progress=print_progress(), on_start=started)
     print(f"wrote {report.rows} rows ({report.runs} runs x {len(job.t)} times) in {report.chunks} "
@@ -327,12 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from odedsl.fit.cli import add_parser as add_fit
 
-    add_fit(sub, fmt, _float, _positive_int, _whole(0))
     from odedsl.discover.cli import add_parser as add_discover
-    add_discover(sub, fmt, _float, _positive_int, _whole(0))
     from odedsl.distributed.profile_cli import add_parser as add_profile
 
-    add_profile(sub, fmt, _float, _positive_int, _whole(0))
+    for add in (add_fit, add_discover, add_profile):
+        add(sub, fmt, _float, _positive_int, _whole(0))
     return p
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import sympy
 
-from odedsl.io.plots import _figure
+from odedsl.io.plots import figure
 
 #: Rows of the front printed per output (the CSV has them all).
 MAX_ROWS = 8
@@ -146,7 +146,7 @@ def plot_front(found, path: str | Path) -> None:
         fig.tight_layout()
         return fig
 
-    _figure(path, draw)
+    figure(path, draw)
 
 
 def plot_extrapolation(found, path: str | Path) -> None:
@@ -178,4 +178,4 @@ def plot_extrapolation(found, path: str | Path) -> None:
         fig.tight_layout()
         return fig
 
-    _figure(path, draw)
+    figure(path, draw)

@@ -95,6 +95,7 @@ class Engine:
         """Connect (or start the local cluster); a no-op when already started."""
         if self._started:
             return self
+        quiet_dask()
         if self._client is None and self.scheduler:
             self._client = _connect(self.scheduler, self.connect_timeout)
             self._own_client = True
@@ -172,8 +173,8 @@ class Engine:
         if self._client is not None and self._client.status == "running":
             self._client.cancel([handle])
 
-    def map(self, fn: Callable, items: Iterable, *shared, retries: int = 3,
-            on_error: str = "raise") -> Iterator[tuple[int, Any]]:
+    def map(self, fn: Callable, items: Iterable, *shared, retries: int = 3, on_error: str = "raise",
+            follow: Callable[[Any], Iterable] | None = None) -> Iterator[tuple[int, Any]]:
         """``fn(item, *shared)`` for every item, as Dask tasks; yields ``(index, result)`` as each finishes.
 
         ``fn`` must be importable by the workers (a module-level function) and should
@@ -181,7 +182,9 @@ class Engine:
         ``retries`` reruns) ends the iteration with ``TaskError``, or with
         ``on_error="yield"`` is yielded as ``(index, TaskError)`` and the others go on. A lost scheduler,
         or ``idle_timeout`` seconds without any worker, ends it with ``ClusterLost``.
-        Closing the generator early cancels the tasks not yet finished.
+        ``follow(result)``, when given, returns more items to run, submitted at once (a chain of
+        work items, each starting from its predecessor's result); they are numbered after the
+        ones before them. Closing the generator early cancels the tasks not yet finished.
         """
         if on_error not in ("raise", "yield"):
             raise UsageError(f"on_error must be 'raise' or 'yield', not {on_error!r}")
@@ -190,12 +193,19 @@ class Engine:
             return
         client = self.client
         self._wait_for_a_worker()
-        futures = client.map(fn, items, *[[h] * len(items) for h in shared], pure=False, retries=retries)
-        index = {f.key: i for i, f in enumerate(futures)}
+        futures: dict = {}  # key -> future, every one submitted
+        index: dict = {}  # key -> the item's number
         done: queue.SimpleQueue = queue.SimpleQueue()
-        for f in futures:
-            f.add_done_callback(done.put)
-        pending = set(index)
+        pending: set = set()
+
+        def submit(batch: list) -> None:
+            for f in client.map(fn, batch, *[[h] * len(batch) for h in shared], pure=False, retries=retries):
+                index[f.key] = len(index)
+                futures[f.key] = f
+                pending.add(f.key)
+                f.add_done_callback(done.put)
+
+        submit(items)
         idle_since = None
         try:
             while pending:
@@ -237,9 +247,12 @@ class Engine:
                 self._seen_workers = time.monotonic()  # a result: the cluster has workers, no need to ask
                 for f, result in zip(batch, results):
                     pending.discard(f.key)
+                    more = list(follow(result)) if follow is not None else []
+                    if more:
+                        submit(more)
                     yield index[f.key], result
         finally:
-            left = [f for f in futures if f.key in pending]
+            left = [futures[k] for k in pending]
             if left and self._client is not None and self._client.status == "running":
                 try:
                     self._client.cancel(left)
@@ -280,6 +293,15 @@ class Engine:
         if now - idle_since > self.idle_timeout:
             raise ClusterLost(f"no Dask worker left for {self.idle_timeout:g} s with {n_pending} tasks unfinished")
         return idle_since
+
+
+def quiet_dask() -> None:
+    """Keep Dask's informational logging (cluster start and stop, closed connections) off the terminal:
+    what matters is reported by odedsl. Importing ``distributed`` sets its loggers' levels from Dask's
+    configuration, so this comes after it."""
+    import distributed  # noqa: F401
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -49,7 +49,6 @@ import csv
 import dataclasses
 import logging
 import math
-import queue
 import time
 import uuid
 from collections.abc import Callable
@@ -177,23 +176,6 @@ def fixed_copy(model: Model, name: str, value: float, start: dict[str, float]) -
     return dataclasses.replace(model, params=params, _backends=backends)
 
 
-def _noise(model: Model, data, params: dict[str, float]) -> np.ndarray:
-    """Each observed column's σ at ``params`` (1 without a noise model)."""
-    import sympy
-
-    values = {p.symbol: sympy.Float(params.get(p.name, p.value)) for p in model.params} | model.const_values
-    out = []
-    for n in data.noise:
-        if n is None:
-            out.append(1.0)
-            continue
-        expr = sympy.sympify(n.args[0])
-        for _ in range(len(values) + 1):
-            expr = expr.xreplace(values)
-        out.append(float(expr))
-    return np.array(out)
-
-
 def deviance(model: Model, data, params: dict[str, float], weights: np.ndarray | None = None,
              method: str = "dopri5", rtol: float = 1e-6, atol: float = 1e-8) -> float:
     """``-2 log L`` up to a constant at ``params``, σ profiled out for columns without a noise model.
@@ -202,10 +184,11 @@ def deviance(model: Model, data, params: dict[str, float], weights: np.ndarray |
     ``n_u · log(SSR_u)`` over the ``n_u`` values of the others (module docstring).
     ``NumericalError`` when the model cannot be solved there.
     """
+    from odedsl.fit.least_squares import noise_at
     from odedsl.fit.loss import residuals, scaling
 
     sc = scaling(data)
-    sigma = _noise(model, data, params)
+    sigma = noise_at(model, data, params)
     unknown = np.array([k is None for k in sc.kinds])
     known_sum, ssr, n_u = 0.0, 0.0, 0
     for e in data.experiments:
@@ -742,7 +725,8 @@ def profile(result, params: list[str] | None = None, points: int = 10, level: fl
                 if on_start is not None:
                     on_start(engine.dashboard, engine.n_workers)
                 shared = engine.share(job)
-                _stream(engine, _point_task, first, shared, on_result)
+                for _ in engine.map(_point_task, first, shared, follow=on_result):
+                    pass  # each point's result went to on_result, which returned its neighbour to run next
     finally:
         if journal is not None:
             journal.close()
@@ -762,65 +746,9 @@ def _engine(client, workers, scheduler):
     return Engine(scheduler=scheduler, workers=workers, client=client)
 
 
-def _stream(engine, fn: Callable, first: list, shared, on_result: Callable[[Any], list]) -> None:
-    """Run ``fn(item, shared)`` for ``first`` on the engine's cluster; each result goes to ``on_result``, whose
-    returned items are submitted at once (a profile's next point as soon as its neighbour is back).
-
-    Like ``Engine.map``: tasks are retried by Dask, a task that raises ends the run with ``TaskError``, and a lost
-    scheduler (or no worker for the engine's ``idle_timeout``) with ``ClusterLost`` instead of a hang.
-    """
-    from odedsl.distributed.engine import ClusterLost, TaskError, _describe, _lost
-
-    client = engine.client
-    engine._wait_for_a_worker()
-    done: queue.SimpleQueue = queue.SimpleQueue()
-    pending: dict[str, Any] = {}
-    count = 0
-
-    def submit(items: list) -> None:
-        nonlocal count
-        for item in items:
-            f = client.submit(fn, item, shared, pure=False, retries=3)
-            pending[f.key] = (count, f)
-            count += 1
-            f.add_done_callback(done.put)
-
-    submit(first)
-    idle_since = None
-    try:
-        while pending:
-            try:
-                future = done.get(timeout=1.0)
-            except queue.Empty:
-                idle_since = engine._check(idle_since, len(pending))
-                continue
-            if future.key not in pending:
-                continue
-            i, _ = pending.pop(future.key)
-            if future.status == "finished":
-                try:
-                    result = future.result(timeout=max(engine.connect_timeout, 30.0))
-                except Exception as exc:
-                    if client.status not in ("running", "connecting"):
-                        raise ClusterLost(_lost(engine)) from None
-                    raise TaskError(i, f"its result could not be fetched: {type(exc).__name__}: {exc}") from None
-                submit(on_result(result))
-            elif future.status == "error":
-                raise TaskError(i, _describe(future.exception()))
-            else:
-                raise ClusterLost(_lost(engine))
-    finally:
-        left = [f for _, f in pending.values()]
-        if left and client.status == "running":
-            try:
-                client.cancel(left)
-            except Exception as exc:
-                log.debug("cancelling %d tasks: %s", len(left), exc)
-
-
 def plot_profile(prof: Profiles, name: str, path: str | Path) -> None:
     """``Δ(-2 log L)`` against the parameter: the points, the threshold, the interval and the Wald parabola."""
-    from odedsl.io.plots import _figure
+    from odedsl.io.plots import figure
 
     ref, limit = prof.reference, prof.threshold
     iv = prof.intervals()[name]
@@ -858,4 +786,4 @@ def plot_profile(prof: Profiles, name: str, path: str | Path) -> None:
         fig.tight_layout()
         return fig
 
-    _figure(path, draw)
+    figure(path, draw)

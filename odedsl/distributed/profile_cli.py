@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from odedsl.io.progress import Bar
+
 
 def add_parser(sub, fmt, number, positive_int, count) -> None:
     p = sub.add_parser(
@@ -44,18 +46,6 @@ def add_parser(sub, fmt, number, positive_int, count) -> None:
     p.set_defaults(run=cmd_profile)
 
 
-def quiet_dask() -> None:
-    """Keep Dask's informational logging (cluster start and stop, closed connections) off the terminal.
-
-    Importing ``distributed`` sets its loggers' levels from Dask's configuration, so this comes after it.
-    """
-    import logging
-
-    import distributed  # noqa: F401
-
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-
-
 def _at_least_two(text: str) -> int:
     try:
         value = int(text)
@@ -79,20 +69,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise UsageError("--params: give parameter names separated by commas, e.g. --params alpha,gamma")
     out = Path(args.out or args.fit)
     bar = _Progress(enabled=not args.quiet)
-    quiet_dask()
 
     def started(dashboard: str | None, n_workers: int) -> None:
         where = f", dashboard {dashboard}" if dashboard else ""
         n = len(names) if names else len(result.model.fitted_params)
         print(f"profiling {n} parameter{'s' if n != 1 else ''} on {n_workers} Dask worker{'s' if n_workers != 1 else ''}"
               f"{where}", file=sys.stderr)
-        bar.start()
+        bar.open(last="")
 
     try:
         with bar:
             prof = profile(result, params=names, points=args.points, level=args.level, out=out, resume=args.resume,
                            workers=args.workers, scheduler=args.scheduler, max_iters=args.max_iters,
-                           progress=bar.update, on_start=started)
+                           progress=bar.progress_of, on_start=started)
     except KeyboardInterrupt:
         print(f"interrupted: the points finished so far are in {out / CSV}; continue with "
               f"odedsl profile {args.fit} --resume" + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
@@ -112,35 +101,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
-    """Points done, the last one, and elapsed time (on stderr, only when it is a terminal)."""
+class _Progress(Bar):
+    """Points done, the last one, and elapsed time."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.progress = None
-        self.task = None
+        super().__init__(enabled, "profile", "{task.fields[last]}", unit="points")
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def start(self) -> None:
-        if not self.enabled or self.progress is not None:
-            return
-        from rich.console import Console
-        from rich.progress import Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("profile"), TextColumn("{task.completed} points"),
-                                 TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
-                                 console=Console(stderr=True), transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task("profile", total=None, last="")
-
-    def update(self, done: int, total: int, point) -> None:
-        if self.progress is None or point is None:
-            return
-        last = f"{point.param} = {point.value:.4g} {'failed' if point.status == 'failed' else ''}".rstrip()
-        self.progress.update(self.task, completed=done, last=last)
+    def progress_of(self, done: int, total: int, point) -> None:
+        if point is not None:
+            last = f"{point.param} = {point.value:.4g} {'failed' if point.status == 'failed' else ''}".rstrip()
+            self.update(completed=done, last=last)

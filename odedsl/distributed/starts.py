@@ -557,7 +557,7 @@ def _cell(v) -> str:
 
 def plot_waterfall(records: list[dict], path: str | Path, title: str) -> None:
     """The final losses sorted, best first: the plateau at the bottom is the starts that found the best optimum."""
-    from odedsl.io.plots import _figure
+    from odedsl.io.plots import figure
 
     ok = sorted(r["loss"] for r in records if r["status"] != "failed" and r["loss"] is not None)
     failed = len(records) - len(ok)
@@ -583,4 +583,4 @@ def plot_waterfall(records: list[dict], path: str | Path, title: str) -> None:
         fig.tight_layout()
         return fig
 
-    _figure(path, draw)
+    figure(path, draw)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from odedsl.io.progress import Bar
+
 GRADIENTS = ("backprop", "adjoint", "checkpoint")
 
 
@@ -101,7 +103,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     bar = _Progress(enabled=not args.quiet)
     try:
         with bar:
-            result = fit(model, args.data, settings, out=out, resume=bool(args.resume), progress=bar.update,
+            result = fit(model, args.data, settings, out=out, resume=bool(args.resume), progress=bar.progress_of,
                          report=bar.start)
     except optimise.Interrupted as exc:
         write_outputs(exc.result, out)
@@ -120,19 +122,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_starts(args: argparse.Namespace, model, settings, out: Path) -> int:
     """``odedsl fit --starts N``: the fits on Dask, each start written to ``out`` as it finishes."""
-    import logging
-
     from odedsl.distributed.starts import StartsStopped, multistart
     from odedsl.fit.report import table, write_outputs
 
-    import distributed  # noqa: F401  (its import sets its loggers' levels: quieten them after it)
-
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # Dask's own chatter: what matters is reported here
     bar = _StartsProgress(enabled=not args.quiet)
     try:
         with bar:
             result = multistart(model, args.data, settings, args.starts, out=out, resume=bool(args.resume),
-                                progress=bar.update, report=bar.start, workers=args.workers, scheduler=args.scheduler)
+                                progress=bar.progress_of, report=bar.start, workers=args.workers,
+                                scheduler=args.scheduler)
     except StartsStopped as exc:
         if exc.result is not None:
             write_outputs(exc.result, out)
@@ -150,20 +148,11 @@ def _cmd_starts(args: argparse.Namespace, model, settings, out: Path) -> int:
     return 0
 
 
-class _StartsProgress:
-    """Starts done and failed, the best loss so far, elapsed and remaining time (a rich bar on stderr)."""
+class _StartsProgress(Bar):
+    """Starts done and failed, the best loss so far, elapsed and remaining time; the run's set-up first."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        super().__init__(enabled, "starts", "failed {task.fields[failed]}  best {task.fields[best]}")
 
     def start(self, info: dict) -> None:
         for w in info["warnings"]:
@@ -183,58 +172,23 @@ class _StartsProgress:
 
             hint = "" if engine.scheduler or importlib.util.find_spec("bokeh") else " (install bokeh to see it)"
             print(f"Dask dashboard: {engine.dashboard}{hint}", file=sys.stderr)
-        if not self.enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        self.open(total=info["starts"], completed=done, failed="-", best="-")
 
-        self.progress = Progress(TextColumn("starts"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("failed {task.fields[failed]}  best {task.fields[best]}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                                 transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task("starts", total=info["starts"], completed=done, failed="-", best="-")
-
-    def update(self, done: int, failed: int, total: int, best: float) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=done, total=total, failed=str(failed),
-                                 best="-" if best != best else f"{best:.6g}")
+    def progress_of(self, done: int, failed: int, total: int, best: float) -> None:
+        self.update(completed=done, total=total, failed=str(failed), best="-" if best != best else f"{best:.6g}")
 
 
-class _Progress:
-    """A rich progress bar: iteration, loss, best loss, elapsed and remaining time (on stderr)."""
+class _Progress(Bar):
+    """Iteration, loss, best loss, elapsed and remaining time; the optimiser's choice first."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.progress = None
-        self.task = None
-        self.total = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        super().__init__(enabled, "fit", "loss {task.fields[loss]}  best {task.fields[best]}")
 
     def start(self, kind: str, why: str, total: int | None = None, warnings: list[str] = ()) -> None:
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
         print(f"optimizer: {kind} ({why})", file=sys.stderr)
-        if not self.enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        self.open(total=total, loss="-", best="-")
 
-        self.progress = Progress(TextColumn("fit"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]}  best {task.fields[best]}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                                 transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task("fit", total=total, loss="-", best="-")
-
-    def update(self, iteration: int, loss: float, best: float) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=iteration, loss=f"{loss:.4g}", best=f"{best:.4g}")
+    def progress_of(self, iteration: int, loss: float, best: float) -> None:
+        self.update(completed=iteration, loss=f"{loss:.4g}", best=f"{best:.4g}")

@@ -45,16 +45,23 @@ class Outcome:
 def noise_values(model: Model, data: Dataset) -> np.ndarray:
     """The columns' noise scales as numbers; ``NotLeastSquares`` when one depends on a fitted parameter."""
     fitted = {p.symbol for p in model.fitted_params}
-    values = {p.symbol: sympy.Float(p.value) for p in model.params} | model.const_values
+    for n in data.noise:
+        if n is not None and sympy.sympify(n.args[0]).free_symbols & fitted:
+            raise NotLeastSquares(f"the noise scale {n.args[0]} is fitted")
+    return noise_at(model, data, {})
+
+
+def noise_at(model: Model, data: Dataset, params: dict[str, float]) -> np.ndarray:
+    """Each observed column's noise scale with ``params`` (by name; the file's values for the others),
+    1 for a column without a noise model."""
+    values = {p.symbol: sympy.Float(params.get(p.name, p.value)) for p in model.params} | model.const_values
     out = []
     for n in data.noise:
         if n is None:
             out.append(1.0)
             continue
         expr = sympy.sympify(n.args[0])
-        if expr.free_symbols & fitted:
-            raise NotLeastSquares(f"the noise scale {expr} is fitted")
-        for _ in range(len(values) + 1):
+        for _ in range(len(values) + 1):  # constants and parameters may refer to each other
             expr = expr.xreplace(values)
         out.append(float(expr))
     return np.array(out)

@@ -20,10 +20,11 @@ def plot_solution(sol, path: str | Path) -> None:
         fig.tight_layout()
         return fig
 
-    _figure(path, draw)
+    figure(path, draw)
 
 
-def _figure(path: str | Path, draw) -> None:
+def figure(path: str | Path, draw) -> None:
+    """Draw with ``draw(plt) -> Figure`` on the Agg backend (no display needed) and save to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +61,7 @@ def plot_fit(curves: list[dict], path: str | Path, title: str) -> None:
         fig.tight_layout(rect=(0, 0, 1, 0.96))  # room for the title above the panels' own
         return fig
 
-    _figure(path, draw)
+    figure(path, draw)
 
 
 def plot_loss(history, path: str | Path, title: str) -> None:
@@ -84,4 +85,4 @@ def plot_loss(history, path: str | Path, title: str) -> None:
         fig.tight_layout()
         return fig
 
-    _figure(path, draw)
+    figure(path, draw)
