@@ -328,6 +328,31 @@ def test_a_loopback_cluster_from_the_command_line(loopback, tmp_path):
     assert doc["loss"] == pytest.approx(BEST_LOSS, abs=1e-4) and doc["settings"]["starts"] == 6
 
 
+def test_profiles_and_sweeps_on_the_loopback_cluster(loopback, tmp_path):
+    """The other two distributed commands take the path a cluster user takes, and give the local results."""
+    fit_dir = tmp_path / "fit"
+    code, _, stderr = _finish(_odedsl("fit", MODEL, DATA, "--out", str(fit_dir), "-q"))
+    assert code == 0, stderr
+    code, stdout, stderr = _finish(_odedsl("profile", str(fit_dir), "--params", "gamma", "--points", "4",
+                                           "--scheduler", loopback.address, "-q"))
+    assert code == 0, stderr
+    row = next(line.split() for line in stdout.splitlines() if line.startswith("gamma "))
+    lower, upper = float(row[2]), float(row[3])
+    assert lower < float(row[1]) < upper  # a bounded interval around the optimum
+    sweep = tmp_path / "sweep.csv"
+    code, stdout, stderr = _finish(_odedsl("simulate", MODEL, "--t-end", "2", "--n", "3", "--sweep",
+                                           "alpha=0.5:1.5:5", "--chunk-size", "2", "--scheduler", loopback.address,
+                                           "--out", str(sweep)))
+    assert code == 0, stderr
+    assert "wrote 15 rows (5 runs x 3 times) in 3 chunks" in stdout
+    table = np.loadtxt(sweep, delimiter=",", skiprows=1)
+    model = odedsl.load(MODEL)
+    for alpha in (0.5, 1.0, 1.5):
+        local = model.simulate([0.0, 1.0, 2.0], params={"alpha": alpha}).y
+        got = table[np.isclose(table[:, 1], alpha)][:, -local.shape[1]:]
+        np.testing.assert_array_equal(got, local)
+
+
 def test_killing_a_worker_mid_run_loses_no_start(loopback, tmp_path):
     from distributed import Client
 
