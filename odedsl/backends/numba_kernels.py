@@ -10,6 +10,37 @@ import math
 
 import numpy as np
 
+#: 2**k for k = 0..63, for ``_tanh``'s scaling (a table: no libm call, so loops of it vectorise).
+POW2 = 2.0 ** np.arange(64)
+
+
+def _tanh(x):
+    """tanh within 3 ulp of libm's, branch-free so that LLVM vectorises a loop of it (2-3x faster than
+    ``math.tanh``; it runs for every hidden unit of every net call). ``expm1(2|x|) / (expm1(2|x|) + 2)``,
+    ``expm1`` by Cody–Waite reduction ``2|x| = k ln 2 + r`` (|r| <= ln2/2; fdlibm's split of ln 2) and the
+    Taylor series of ``expm1(r)`` to r^13 (truncation < 1e-18 relative). |x| >= 19.5 gives ±1, as in double
+    precision; NaN stays NaN."""
+    ax = abs(x)
+    u = 2.0 * (ax if ax < 19.5 else 19.5)
+    k = math.floor(u * 1.44269504088896338700 + 0.5)
+    r = (u - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    scale = POW2[int(k)]
+    em = scale * (r + r * r * p) + (scale - 1.0)  # expm1(2|x|)
+    t = math.copysign(em / (em + 2.0), x)
+    return t if x == x else x
+
 
 def _sigmoid(x):
     if x >= 0.0:
@@ -44,7 +75,7 @@ def _sign(x):
 
 def _act(code, z):
     if code == 1:
-        return math.tanh(z)
+        return _tanh(z)
     if code == 2:
         return z if z > 0.0 else 0.0
     if code == 3:
@@ -62,7 +93,7 @@ def _act(code, z):
 
 def _act_deriv(code, z):
     if code == 1:
-        th = math.tanh(z)
+        th = _tanh(z)
         return 1.0 - th * th
     if code == 2:
         return 1.0 if z > 0.0 else 0.0
@@ -110,7 +141,10 @@ def _mlp_forward(w, off, sizes, act, x, out):
             row = w[pos + r * fi:pos + r * fi + fi]
             for c in range(fi):
                 s += row[c] * h[c]
-            g[r] = s if last else _act(act, s)
+            g[r] = s
+        if not last:  # its own loop: vectorised
+            for r in range(fo):
+                g[r] = _act(act, g[r])
         pos += fo * fi + fo
         h, g = g, h
     for i in range(sizes[n_layers]):
@@ -189,13 +223,16 @@ def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
         woff[layer] = pos
         last = layer == n_layers - 1
         h = hs[starts[layer]:starts[layer] + fi]
+        z = zs[starts[layer + 1]:starts[layer + 1] + fo]
+        a = hs[starts[layer + 1]:starts[layer + 1] + fo]
         for r in range(fo):
             acc = w[pos + fo * fi + r]
             row = w[pos + r * fi:pos + r * fi + fi]
             for c in range(fi):
                 acc += row[c] * h[c]
-            zs[starts[layer + 1] + r] = acc
-            hs[starts[layer + 1] + r] = acc if last else _act(act, acc)
+            z[r] = acc
+        for r in range(fo):  # its own loop: vectorised
+            a[r] = z[r] if last else _act(act, z[r])
         pos += fo * fi + fo
     for r in range(sizes[n_layers]):
         g[r] = g_out[r]

@@ -109,8 +109,8 @@ def module_source(model: Model) -> str:
         for f in _functions(mod):
             parts.append(inspect.getsource(f))
             names.append(f.__name__)
-        constants.update({k: v for k, v in vars(mod).items() if k.isupper() and isinstance(v, int)})
-    parts += [f"{k} = {v!r}" for k, v in constants.items()]
+        constants.update({k: v for k, v in vars(mod).items() if k.isupper() and isinstance(v, (int, np.ndarray))})
+    parts += [f"{k} = {_array(v) if isinstance(v, np.ndarray) else repr(v)}" for k, v in constants.items()]
     parts.append("")
     for name in names:
         opts = "cache=True, error_model='numpy'" + (", parallel=True" if name in PARALLEL else "")
