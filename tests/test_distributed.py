@@ -420,3 +420,15 @@ def test_a_lost_scheduler_ends_the_run_with_what_finished(tmp_path):
     assert code == 3, stderr
     assert "lost the connection to the Dask scheduler" in stderr and "--resume" in stderr, stderr
     assert len(_rows(out)) == len(read_records(out)) >= 1
+
+
+@pytest.mark.parametrize("delay", [0.6, 1.2])
+def test_ctrl_c_while_the_local_cluster_starts_is_clean(tmp_path, delay):
+    """Whenever Ctrl-C comes — while importing, while Dask starts its workers, or while fitting — the run ends
+    with exit 130 and a one-line message, never a traceback from Dask's half-started cluster."""
+    p = _odedsl("fit", MODEL, DATA, "--starts", "40", "--workers", "2", "--out", str(tmp_path / "fit"), "-q")
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    code, _, stderr = _finish(p, timeout=60)
+    assert code == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr

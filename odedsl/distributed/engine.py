@@ -12,11 +12,14 @@ without workers ends the run with ``ClusterLost`` instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import queue
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -347,21 +350,42 @@ def _connect(address: str, timeout: float):
 def _local_cluster(n: int):
     from distributed import Client, LocalCluster
 
-    # NUMBA_NUM_THREADS: a worker is one core; Dask already pins OMP/MKL/OpenBLAS to one thread.
-    try:
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=":0", silence_logs=logging.ERROR, env={"NUMBA_NUM_THREADS": "1"},
-                               preload=["odedsl.distributed.worker"])  # its dask_setup: workers ignore Ctrl-C
-    except RuntimeError as exc:  # typically: a script without a main guard, imported again by each worker
-        raise UsageError(f"the local Dask cluster could not start its worker processes ({exc}); in a script, put "
-                         "the code that fits under `if __name__ == \"__main__\":`, since every worker process "
-                         "imports the script again") from None
-    try:
-        client = Client(cluster, set_as_default=False)
-    except BaseException:
+    with _interrupt_deferred() as interrupted:  # a Ctrl-C half-way through Dask's start-up breaks its clean-up
+        # NUMBA_NUM_THREADS: a worker is one core; Dask already pins OMP/MKL/OpenBLAS to one thread.
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=":0", silence_logs=logging.ERROR,
+                                   env={"NUMBA_NUM_THREADS": "1"},
+                                   preload=["odedsl.distributed.worker"])  # its dask_setup: workers ignore Ctrl-C
+        except RuntimeError as exc:  # typically: a script without a main guard, imported again by each worker
+            raise UsageError(f"the local Dask cluster could not start its worker processes ({exc}); in a script, "
+                             "put the code that fits under `if __name__ == \"__main__\":`, since every worker "
+                             "process imports the script again") from None
+        try:
+            client = Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+    if interrupted():  # Ctrl-C came while starting: stop now, with the cluster closed properly
+        client.close()
         cluster.close()
-        raise
+        raise KeyboardInterrupt
     return cluster, client
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[Callable[[], bool]]:
+    """Within the block, Ctrl-C is noted instead of raised (main thread only); the callable says whether it came."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: False  # not ours to change (another thread, or SIGINT ignored or handled elsewhere)
+        return
+    signal.signal(signal.SIGINT, lambda *_: came.append(1))
+    try:
+        yield lambda: bool(came)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _dashboard(client) -> str | None:
