@@ -268,15 +268,17 @@ class Model:
         return TorchModel(self, dtype=dtype or torch.float64, device=device, seed=seed)
 
     def fit(self, data, out=None, resume: bool = False, progress=None, starts: int | None = None, client=None,
-            workers: int | None = None, scheduler: str | None = None, **settings):
+            workers: int | None = None, scheduler: str | None = None, weights=None, **settings):
         """Fit the parameters (and neural terms) to ``data``, a CSV path or a pandas DataFrame.
 
         ``settings`` are those of ``odedsl.fit.run.Settings`` (``method``, ``rtol``,
         ``atol``, ``max_iters``, ``lr``, ``gradient``, ``seed``, ``device``, ``l2``,
         ``shooting``, ``optimizer``, ``backend`` (``"auto"``, ``"numba"``: compiled exact
         gradients on the CPU, ``"torch"``), ``time_col``, ``experiment_col``, ``y0_from_data``, ...).
-        ``out`` is a folder for checkpoints (``resume`` continues from it). Returns a
-        ``FitResult`` (``.params``, ``.loss``, ``.history``, ``.simulate``, ``.save``).
+        ``out`` is a folder for checkpoints (``resume`` continues from it). ``weights``:
+        the nets' starting weights (e.g. an earlier fit's ``.weights``; default: fresh
+        ones from ``seed``). Returns a ``FitResult`` (``.params``, ``.loss``,
+        ``.history``, ``.simulate``, ``.save``).
 
         ``starts=N``: a multi-start fit on Dask (``odedsl.distributed.starts``): the
         file's values and N-1 Latin-hypercube draws (from ``seed``), each a full fit,
@@ -301,7 +303,9 @@ class Model:
         if starts is None:
             if client is not None or workers is not None or scheduler is not None:
                 raise UsageError("client, workers and scheduler go with starts=N (a multi-start fit)")
-            return fit(self, data, config, out=out, resume=resume, progress=progress)
+            return fit(self, data, config, out=out, resume=resume, progress=progress, weights=weights)
+        if weights is not None:
+            raise UsageError("weights= starts one fit; a multi-start fit draws its starts (starts=N)")
         from odedsl.distributed.starts import multistart
 
         return multistart(self, data, config, starts, out=out, resume=resume, progress=progress, client=client,

@@ -200,3 +200,55 @@ def test_intervals_from_points_name_why_a_side_is_open_or_held_by_a_bound():
     assert ivs["b"].lower is None and ivs["b"].lower_reason == "not run"
     table = Profiles(m, fit, {"k": 0.05}, ["a", "b", "k"], points, 0.95).table()
     assert "unbounded (bound)" in table and "(a at its bound)" in table and "unbounded (failed)" in table
+
+
+HYBRID = """\
+model hybrid "a known decay and a small net"
+param k = 0.7 in [0.1, 3]
+state x = 1.5
+nn U: 1 -> 1, hidden = [4], activation = tanh, init_scale = 0.3
+der(x) = -k*x + U(x)[0]
+observe xo = x ~ normal(0.05)
+"""
+
+
+def test_hybrid_profile_points_start_from_their_neighbours_weights(tmp_path, monkeypatch):
+    """Each point of a hybrid model's profile retrains the net from the previous point's weights (the fit's for
+    the first point), not from fresh ones: a profile of a trained model, not of a re-started training."""
+    from odedsl.distributed import profile as prof
+    from odedsl.fit import run
+
+    m = odedsl.loads(HYBRID, name="hybrid.ode")
+    t = np.linspace(0, 4, 17)
+    xo = 1.5 * np.exp(-0.9 * t)
+    path = tmp_path / "d.csv"
+    path.write_text("t,xo\n" + "".join(f"{a!r},{b!r}\n" for a, b in zip(t.tolist(), xo.tolist())))
+    result = m.fit(path, max_iters=30, polish_iters=0)
+    # fit(weights=...) starts from the given weights: at the fitted k too, the first loss is the fit's best
+    from odedsl.distributed.starts import with_values
+
+    again = with_values(m, {"k": result.params["k"]}).fit(path, max_iters=1, polish_iters=0, weights=result.weights)
+    assert again.history[0][1] == pytest.approx(result.loss, rel=1e-9)
+    with pytest.raises(odedsl.errors.UsageError, match="net weights"):
+        m.fit(path, max_iters=1, weights=np.zeros(3))
+
+    starts = []
+    real_fit = run.fit
+
+    def spy(model, data, settings=None, **kw):
+        starts.append(kw.get("weights"))
+        r = real_fit(model, data, settings, **kw)
+        starts.append(r.weights)
+        return r
+
+    monkeypatch.setattr(run, "fit", spy)
+    chain = prof.Chain("k", 1, result.params["k"], 0.1, 3.0, 0.05, 3)
+    job = prof.Job(m.source, m.filename, result.dataset(), dict(result.settings), result.weights, 5, "x")
+    first = prof.solve_point(m, job, {"kind": "point", "param": "k", "branch": 1, "step": 1,
+                                      "value": result.params["k"] + 0.05, "start": result.params, "weights": None})
+    np.testing.assert_array_equal(starts[0], result.weights)  # the fit's weights for the first point
+    assert first["status"] == "ok" and len(first["weights"]) == result.weights.size
+    chain.weights = first["weights"]
+    prof.solve_point(m, job, {"kind": "point", "param": "k", "branch": 1, "step": 2,
+                              "value": result.params["k"] + 0.1, "start": first["params"], "weights": chain.weights})
+    np.testing.assert_array_equal(starts[2], first["weights"])  # the neighbour's for the next

@@ -291,9 +291,13 @@ def solve_point(model: Model, job: Job, item: dict) -> dict:
             elif s.get("optimizer") == "least-squares":
                 params, loss, iters, message = _least_squares(model, job, item)
                 record.update(loss=loss, iterations=iters, message=message)
-            else:
-                r = fit(m, job.data, _settings(s, job.max_iters))
+            else:  # the nets start from the neighbour's weights (the fit's for the first point)
+                start_weights = item.get("weights")
+                r = fit(m, job.data, _settings(s, job.max_iters),
+                        weights=start_weights if start_weights is not None else (weights if weights.size else None))
                 params, weights = dict(r.params), r.weights
+                if m.nets:
+                    record["weights"] = weights
                 record.update(loss=float(r.loss), iterations=len(r.history), message=r.message)
                 if r.failed:
                     raise NumericalError(f"the fit stopped early: {r.message}")
@@ -342,6 +346,7 @@ class Chain:
     points: int  # the ``points`` asked for
     done: list[Point] = field(default_factory=list)
     stop: str = ""  # why the chain ended: "crossed", "bound", "grid end", "failed"
+    weights: np.ndarray | None = None  # hybrid models: the nets' weights at the last point, its successor's start
 
     OVERSHOOT = 2.0
 
@@ -628,8 +633,8 @@ def profile(result, params: list[str] | None = None, points: int = 10, level: fl
     job = Job(model.source, model.filename, data, dict(result.settings), np.asarray(result.weights, dtype=float),
               max_iters, uuid.uuid4().hex)
     if model.nets:
-        log.warning("model '%s' has neural terms: each profile point retrains them from the seed's initial weights "
-                    "(slow)", model.name)
+        log.warning("model '%s' has neural terms: each profile point retrains them (from its neighbour's weights; "
+                    "slow)", model.name)
     fit_params = {k: float(v) for k, v in result.params.items()}
     chains: dict[tuple[str, int], Chain] = {}
     for name in names:
@@ -676,7 +681,7 @@ def profile(result, params: list[str] | None = None, points: int = 10, level: fl
             return []
         start = chain.start_for(x, fit_params)
         return [{"kind": "point", "param": chain.param, "branch": chain.branch, "step": chain.step, "value": x,
-                 "start": {k: v for k, v in start.items() if math.isfinite(v)}}]
+                 "start": {k: v for k, v in start.items() if math.isfinite(v)}, "weights": chain.weights}]
 
     first: list[dict] = []
     missing_optimum = [n for n in names if not any(p.param == n and p.status == "optimum" for p in done)]
@@ -713,6 +718,8 @@ def profile(result, params: list[str] | None = None, points: int = 10, level: fl
         n_done += 1
         chain = chains[(p.param, p.branch)]
         chain.done.append(p)
+        if p.status == "ok" and rec.get("weights") is not None:
+            chain.weights = rec["weights"]
         if journal is not None:
             journal.add(p, reference)
         if progress is not None:

@@ -114,12 +114,14 @@ def choose_backend(model: Model, settings: Settings) -> tuple[str, str]:
 
 
 def fit(model: Model, data, settings: Settings | None = None, out: str | Path | None = None, resume: bool = False,
-        progress=None, report=None) -> FitResult:
+        progress=None, report=None, weights=None) -> FitResult:
     """Fit ``model`` to ``data`` (a CSV path or a DataFrame); see ``Model.fit``.
 
     ``out``: the folder for checkpoints (and where ``resume`` looks); ``progress``:
     called with ``(iteration, loss, best loss)``; ``report``: called once with the
-    chosen optimiser and the reason.
+    chosen optimiser and the reason; ``weights``: the nets' starting weights (flat,
+    ``odedsl.nets`` layout; default: fresh ones from ``settings.seed``), to continue
+    from an earlier fit.
     """
     settings = settings or Settings()
     if not model.fitted_params and not model.nets:
@@ -184,7 +186,7 @@ def fit(model: Model, data, settings: Settings | None = None, out: str | Path | 
                          outcome.message, data, outcome.failed)
 
     try:
-        outcome = optimise.run(objective, objective.get_x(), settings.max_iters or 300,
+        outcome = optimise.run(objective, _start(objective, model, weights), settings.max_iters or 300,
                                100 if settings.polish_iters is None else settings.polish_iters, settings.lr, out_dir,
                                resume, progress, settings.checkpoint_every, signature=model.source_hash)
     except optimise.Interrupted as exc:
@@ -197,3 +199,17 @@ def _record(settings: Settings, kind: str) -> dict:
     doc = {k: v for k, v in vars(settings).items() if v is not None}
     doc["optimizer"] = kind
     return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in doc.items()}
+
+
+def _start(objective, model: Model, weights) -> np.ndarray:
+    """The optimiser's starting vector: the file's parameters, then ``weights`` when given."""
+    x = objective.get_x()
+    if weights is None:
+        return x
+    n_w = sum(net.n_weights for net in model.nets)
+    w = np.asarray(weights, dtype=float).ravel()
+    if w.size != n_w or not np.all(np.isfinite(w)):
+        raise UsageError(f"weights: model '{model.name}' has {n_w} net weights; got {w.size}"
+                         + ("" if w.size != n_w else ", not all finite"))
+    x[x.size - n_w:] = w
+    return x
