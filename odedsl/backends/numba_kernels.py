@@ -121,6 +121,16 @@ def _act_deriv_at(code, z, a):
     return _act_deriv(code, z)
 
 
+def _affine(w, pos, fi, fo, h, z):
+    """z[:fo] = W h[:fi] + b for the layer whose weights start at w[pos] (W row-major, fo x fi, then b)."""
+    for r in range(fo):
+        s = w[pos + fo * fi + r]
+        row = w[pos + r * fi:pos + r * fi + fi]
+        for c in range(fi):
+            s += row[c] * h[c]
+        z[r] = s
+
+
 def _mlp_forward(w, off, sizes, act, x, out):
     """out = net(x) for the net whose weights start at w[off] (layout: odedsl.nets)."""
     width = 0
@@ -136,12 +146,7 @@ def _mlp_forward(w, off, sizes, act, x, out):
         fi = sizes[layer]
         fo = sizes[layer + 1]
         last = layer == n_layers - 1
-        for r in range(fo):
-            s = w[pos + fo * fi + r]
-            row = w[pos + r * fi:pos + r * fi + fi]
-            for c in range(fi):
-                s += row[c] * h[c]
-            g[r] = s
+        _affine(w, pos, fi, fo, h, g)
         if not last:  # its own loop: vectorised
             for r in range(fo):
                 g[r] = _act(act, g[r])
@@ -225,12 +230,7 @@ def _mlp_vjp(w, off, sizes, act, x, g_out, g_in, g_w):
         h = hs[starts[layer]:starts[layer] + fi]
         z = zs[starts[layer + 1]:starts[layer + 1] + fo]
         a = hs[starts[layer + 1]:starts[layer + 1] + fo]
-        for r in range(fo):
-            acc = w[pos + fo * fi + r]
-            row = w[pos + r * fi:pos + r * fi + fi]
-            for c in range(fi):
-                acc += row[c] * h[c]
-            z[r] = acc
+        _affine(w, pos, fi, fo, h, z)
         for r in range(fo):  # its own loop: vectorised
             a[r] = z[r] if last else _act(act, z[r])
         pos += fo * fi + fo
