@@ -859,8 +859,9 @@ def test_both_optimisers_compute_the_same_loss(tmp_path):
 
 # -- 10. a pandas DataFrame ----------------------------------------------------------------------------
 
-def test_dataframe_input(lv_data):
-    pd = pytest.importorskip("pandas")
+def test_dataframe_input(lv_data, tmp_path):
+    import pandas as pd
+
     t, prey, pred, path = lv_data
     frame = pd.DataFrame({"t": t, "prey_obs": prey, "pred_obs": pred})
     result = lv_obs().fit(frame)
@@ -868,3 +869,8 @@ def test_dataframe_input(lv_data):
     from_csv = lv_obs().fit(path)
     for name in LV_TRUE:
         assert result.params[name] == pytest.approx(from_csv.params[name], rel=1e-9)
+    # the folder records no data file (the frame's temporary copy is gone), and says so when asked
+    folder = result.save(tmp_path / "frame")
+    assert json.loads((folder / "params.json").read_text())["data_file"] is None
+    with pytest.raises(InputError, match="records no data file"):
+        odedsl.load_fit(folder).dataset()

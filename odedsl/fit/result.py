@@ -51,7 +51,8 @@ class FitResult:
         if self.data is not None:
             return self.data
         if not self.data_file:
-            raise InputError("this fit result does not record its data file (saved by an older odedsl?)")
+            raise InputError("this fit records no data file (it was fitted from a DataFrame in memory, or saved by an "
+                             "older odedsl); fit from a CSV file to profile or discover from its folder")
         s = self.settings
         self.data = read_dataset(self.model, self.data_file, s.get("time_col"), s.get("experiment_col"),
                                  bool(s.get("y0_from_data")))
