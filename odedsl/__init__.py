@@ -7,9 +7,12 @@ a :class:`Model`, the checked SymPy form every backend is generated from.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from odedsl.errors import InputError, ModelError, NumericalError, OdedslError, UsageError
-from odedsl.model import Model
+
+if TYPE_CHECKING:
+    from odedsl.model import Model
 
 __version__ = "0.1.0"
 
@@ -65,3 +68,13 @@ def load_fit(directory: str | Path, model: Model | None = None):
     from odedsl.fit.result import load_fit as _load_fit
 
     return _load_fit(directory, model)
+
+
+def __getattr__(name: str):
+    """``odedsl.Model`` on first use: importing odedsl (the command line's first step) does not import SymPy,
+    so a Ctrl-C in the first moments is handled by the command like any other."""
+    if name == "Model":
+        from odedsl.model import Model
+
+        return Model
+    raise AttributeError(f"module 'odedsl' has no attribute {name!r}")

@@ -334,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting (``console_main`` exits)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    parser = build_parser()
     try:
+        parser = build_parser()  # inside: it imports the subcommands' modules, and a Ctrl-C may come meanwhile
         args = parser.parse_args(argv)
         run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
         if run is None:
@@ -354,12 +354,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug in odedsl: say so plainly, keep the traceback for debugging
+        if _caused_by_ctrl_c(exc):  # e.g. NumPy turns a Ctrl-C during its import into an ImportError
+            print("interrupted", file=sys.stderr)
+            return 130
         if os.environ.get("ODEDSL_DEBUG"):
             raise
         print(f"internal error: {type(exc).__name__}: {exc}\n"
               "this is a bug in odedsl; rerun with ODEDSL_DEBUG=1 for the traceback and please report it",
               file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def console_main() -> None:
